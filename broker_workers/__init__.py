@@ -1,0 +1,1 @@
+"""Broker worker pools: RQ drain jobs, the process and send phases, broker adapters."""

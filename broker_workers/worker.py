@@ -1,0 +1,46 @@
+"""The RQ worker class of every broker pool: ``-w broker_workers.worker.BrokerWorker``.
+
+It is RQ's ``SimpleWorker`` (the job runs in the worker process, no fork per job, so broker
+sessions survive between signals) that starts a :class:`~broker_workers.runtime.WorkerRuntime` for
+its broker before taking the first job and closes it on the way out.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rq.worker import SimpleWorker
+
+from broker_workers.runtime import WorkerRuntime, set_current
+from signal_hub.logs import configure_logging
+from signal_hub.settings import get_settings
+
+QUEUE_PREFIX = "broker."
+
+
+class NotABrokerQueue(ValueError):
+    pass
+
+
+def broker_of(queue_names: list[str]) -> str:
+    """The broker a worker serves, from its single ``broker.<name>`` queue."""
+    brokers = {q.removeprefix(QUEUE_PREFIX) for q in queue_names if q.startswith(QUEUE_PREFIX)}
+    if len(brokers) != 1 or len(queue_names) != 1:
+        raise NotABrokerQueue(
+            f"a broker worker listens on one broker.<name> queue, not {queue_names}"
+        )
+    return brokers.pop()
+
+
+class BrokerWorker(SimpleWorker):
+    def work(self, *args: Any, **kwargs: Any) -> bool:
+        settings = get_settings()
+        configure_logging(settings, f"worker.{broker_of(self.queue_names())}")
+        runtime = WorkerRuntime(settings, broker_of(self.queue_names()), self.name)
+        runtime.start()
+        set_current(runtime)
+        try:
+            return bool(super().work(*args, **kwargs))
+        finally:
+            set_current(None)
+            runtime.stop()

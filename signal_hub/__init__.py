@@ -1,0 +1,1 @@
+"""The signal hub: REST API, Socket.IO intake, subscriber directory, results relay and the store."""

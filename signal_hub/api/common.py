@@ -1,0 +1,77 @@
+"""What every endpoint needs: the hub, the caller, a validated body, JSON out."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ValidationError
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from signal_hub.auth import Principal, Role, bearer_token, require_role
+from signal_hub.errors import BadRequest, ValidationFailed
+from signal_hub.hub import Hub
+from signal_hub.intake import describe_validation_error
+
+ModelT = TypeVar("ModelT", bound=BaseModel)
+
+
+def hub_of(request: Request) -> Hub:
+    hub: Hub = request.app.state.hub
+    return hub
+
+
+def caller(request: Request, *roles: Role) -> Principal:
+    """The authenticated caller; with ``roles``, one of those roles is required."""
+    principal = hub_of(request).tokens.principal(bearer_token(request))
+    if roles:
+        require_role(principal, *roles)
+    return principal
+
+
+async def body(request: Request, model: type[ModelT]) -> ModelT:
+    raw = await request.body()
+    try:
+        data = json.loads(raw) if raw else None
+    except ValueError:
+        raise BadRequest("The body is not valid JSON.", "invalid_json") from None
+    if not isinstance(data, dict):
+        raise BadRequest("The body must be a JSON object.", "invalid_json")
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise ValidationFailed(describe_validation_error(exc)) from None
+
+
+def plain(value: Any) -> Any:
+    """A store document as JSON: ``_id`` becomes ``id``, datetimes ISO-8601."""
+    if isinstance(value, dict):
+        return {("id" if k == "_id" else k): plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [plain(v) for v in value]
+    if isinstance(value, datetime):
+        return value.isoformat().replace("+00:00", "Z")
+    return value
+
+
+def ok(data: Any, status: int = 200) -> JSONResponse:
+    return JSONResponse(plain(data), status_code=status)
+
+
+def no_content() -> Response:
+    return Response(status_code=204)
+
+
+def public_user(user: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "id": user["_id"],
+        "email": user["email"],
+        "role": user["role"],
+        "display_name": user.get("display_name"),
+    }
+
+
+def client_ip(request: Request) -> str:
+    return request.client.host if request.client else "unknown"

@@ -1,0 +1,76 @@
+"""Operational endpoints: liveness, readiness, Prometheus metrics, the OpenAPI description."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse
+from starlette.routing import Route
+
+from signal_hub import keys
+from signal_hub.api.common import hub_of
+
+
+async def healthz(request: Request) -> JSONResponse:
+    return JSONResponse({"status": "ok"})
+
+
+async def readyz(request: Request) -> JSONResponse:
+    hub = hub_of(request)
+    checks: dict[str, str] = {}
+    try:
+        await hub.redis.ping()
+        checks["redis"] = "ok"
+    except Exception as exc:
+        checks["redis"] = f"unreachable: {type(exc).__name__}"
+    try:
+        await hub.store.ping()
+        checks["store"] = "ok"
+    except Exception as exc:
+        checks["store"] = f"unreachable: {type(exc).__name__}"
+    ready = all(v == "ok" for v in checks.values())
+    return JSONResponse(
+        {"status": "ready" if ready else "not_ready", "checks": checks}, 200 if ready else 503
+    )
+
+
+async def metrics(request: Request) -> PlainTextResponse:
+    """A few gauges read from Redis, in the Prometheus text format."""
+    hub = hub_of(request)
+    backlog = await hub.redis.xlen(keys.RESULTS)
+    active = await hub.redis.zcard(keys.ACTIVE)
+    lines = [
+        "# HELP ctc_results_backlog Records in the results stream not yet written to the store.",
+        "# TYPE ctc_results_backlog gauge",
+        f"ctc_results_backlog {backlog}",
+        "# HELP ctc_active_fanouts Signal/broker work sets not yet drained.",
+        "# TYPE ctc_active_fanouts gauge",
+        f"ctc_active_fanouts {active}",
+    ]
+    return PlainTextResponse("\n".join(lines) + "\n", media_type="text/plain; version=0.0.4")
+
+
+async def openapi(request: Request) -> JSONResponse:
+    """The routes of the app with their methods and the first line of each handler's docstring."""
+    paths: dict[str, dict[str, Any]] = {}
+    for route in request.app.routes:
+        if isinstance(route, Route) and route.methods:
+            summary = (route.endpoint.__doc__ or route.name).strip().splitlines()[0]
+            for method in sorted(route.methods - {"HEAD"}):
+                paths.setdefault(route.path, {})[method.lower()] = {"summary": summary}
+    return JSONResponse(
+        {
+            "openapi": "3.1.0",
+            "info": {"title": "Cloud Trade Copier", "version": "0.1.0"},
+            "paths": paths,
+        }
+    )
+
+
+routes = [
+    Route("/healthz", healthz, methods=["GET"]),
+    Route("/readyz", readyz, methods=["GET"]),
+    Route("/metrics", metrics, methods=["GET"]),
+    Route("/openapi.json", openapi, methods=["GET"]),
+]

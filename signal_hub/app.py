@@ -1,0 +1,112 @@
+"""The hub's ASGI application: REST under ``/api``, Socket.IO under ``/socket.io/``, the frontend.
+
+``uvicorn signal_hub.app:app`` (the Procfile's ``web``). Start-up opens Redis and the store,
+creates the indexes, rebuilds the Redis directory from the store and starts the results relay;
+shutdown stops the relay after its current batch, so results stay in Redis until written.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import socket
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import socketio
+from loguru import logger
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Mount
+from starlette.staticfiles import StaticFiles
+
+from signal_hub.api import accounts, auth, channels, history, subscriptions, system
+from signal_hub.errors import ApiError
+from signal_hub.hub import Hub
+from signal_hub.logs import configure_logging
+from signal_hub.relay import Relay
+from signal_hub.settings import Settings, get_settings
+from signal_hub.sockets import ProviderNamespace, SubscriberNamespace, build_server
+
+_HTTP_CODES = {
+    404: ("not_found", "No such endpoint."),
+    405: ("method_not_allowed", "That method is not allowed here."),
+}
+
+
+async def api_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, ApiError)
+    return JSONResponse(exc.as_dict(), status_code=exc.status)
+
+
+async def http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    code, message = _HTTP_CODES.get(exc.status_code, ("http_error", str(exc.detail)))
+    body = {"error": {"code": code, "message": message}}
+    return JSONResponse(body, status_code=exc.status_code, headers=exc.headers)
+
+
+async def internal_error(request: Request, exc: Exception) -> Response:
+    logger.opt(exception=exc).error("unhandled error on {} {}", request.method, request.url.path)
+    body = {"error": {"code": "internal", "message": "Something went wrong on our side."}}
+    return JSONResponse(body, status_code=500)
+
+
+def create_app(settings: Settings | None = None) -> socketio.ASGIApp:
+    settings = settings or get_settings()
+    configure_logging(settings, "hub")
+    sio = build_server(settings)
+    hub = Hub.build(settings, sio)
+    sio.register_namespace(ProviderNamespace("/provider", hub))
+    sio.register_namespace(SubscriberNamespace("/subscriber", hub))
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        await hub.store.ensure_indexes()
+        counts = await hub.directory.rebuild()
+        logger.info("directory rebuilt from the store: {}", counts)
+        consumer = f"{socket.gethostname()}-{os.getpid()}"
+        relay_task = asyncio.create_task(Relay(hub, consumer).run(), name="relay")
+        try:
+            yield
+        finally:
+            relay_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await relay_task
+            await hub.close()
+
+    routes = [*auth.routes, *channels.routes, *accounts.routes, *subscriptions.routes]
+    routes += [*history.routes, *system.routes]
+    frontend = Path(settings.frontend_dir)
+    if frontend.is_dir():
+        routes.append(Mount("/", StaticFiles(directory=frontend, html=True), name="frontend"))
+    middleware = []
+    if settings.cors_origins:
+        middleware.append(
+            Middleware(
+                CORSMiddleware,
+                allow_origins=settings.cors_origins,
+                allow_methods=["GET", "POST", "PATCH", "DELETE"],
+                allow_headers=["Authorization", "Content-Type"],
+            )
+        )
+    api = Starlette(
+        routes=routes,
+        middleware=middleware,
+        lifespan=lifespan,
+        exception_handlers={
+            ApiError: api_error,
+            HTTPException: http_error,
+            Exception: internal_error,
+        },
+    )
+    api.state.hub = hub
+    return socketio.ASGIApp(sio, other_asgi_app=api, socketio_path="socket.io")
+
+
+app = create_app()

@@ -1,0 +1,160 @@
+"""Passwords, tokens and who is asking.
+
+- Passwords: argon2id (argon2-cffi's defaults), hashed off the event loop.
+- Access tokens: JWT HS256, about 15 minutes, ``typ=access``.
+- Refresh tokens: JWT HS256 with a ``jti`` recorded in the store; each is single-use. Refreshing
+  marks it used and issues a new pair in the same family; presenting a used one again (a stolen
+  copy, or a replay) revokes the whole family.
+- The algorithm is pinned and ``exp``, ``iat``, ``iss``, ``aud`` and ``typ`` are required, so an
+  access token cannot refresh and a refresh token cannot call the API.
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any, Literal
+
+import anyio.to_thread
+import jwt
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+from starlette.requests import HTTPConnection
+
+from signal_hub.errors import Forbidden, Unauthorized
+from signal_hub.settings import Settings
+from signal_hub.store import Store, utcnow
+
+ALGORITHM = "HS256"
+Role = Literal["provider", "subscriber", "admin"]
+TokenType = Literal["access", "refresh"]
+
+_hasher = PasswordHasher()
+
+
+async def hash_password(password: str) -> str:
+    return await anyio.to_thread.run_sync(_hasher.hash, password)
+
+
+async def verify_password(password_hash: str, password: str) -> bool:
+    def check() -> bool:
+        try:
+            return _hasher.verify(password_hash, password)
+        except (VerificationError, InvalidHashError):
+            return False
+
+    return await anyio.to_thread.run_sync(check)
+
+
+# A hash to verify against when the email is unknown, so both answers take as long.
+_DUMMY_HASH = _hasher.hash(secrets.token_hex(16))
+
+
+async def burn_password_check(password: str) -> None:
+    await verify_password(_DUMMY_HASH, password)
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    user_id: str
+    role: Role
+
+
+class Tokens:
+    def __init__(self, settings: Settings, store: Store) -> None:
+        self.settings = settings
+        self.store = store
+        self._key = str(settings.jwt_secret)
+
+    def _encode(self, claims: dict[str, Any], ttl_s: int) -> str:
+        now = utcnow()
+        payload = {
+            **claims,
+            "iat": now,
+            "nbf": now,
+            "exp": now + timedelta(seconds=ttl_s),
+            "iss": self.settings.jwt_issuer,
+            "aud": self.settings.jwt_audience,
+        }
+        return jwt.encode(payload, self._key, algorithm=ALGORITHM)
+
+    def _decode(self, token: str, expected: TokenType) -> dict[str, Any]:
+        try:
+            claims: dict[str, Any] = jwt.decode(
+                token,
+                self._key,
+                algorithms=[ALGORITHM],
+                audience=self.settings.jwt_audience,
+                issuer=self.settings.jwt_issuer,
+                options={"require": ["exp", "iat", "iss", "aud", "sub", "typ", "jti"]},
+            )
+        except jwt.ExpiredSignatureError:
+            raise Unauthorized("The token has expired.", "token_expired") from None
+        except jwt.InvalidTokenError:
+            raise Unauthorized("The token is not valid.", "invalid_token") from None
+        if claims.get("typ") != expected:
+            raise Unauthorized(f"An {expected} token is required here.", "invalid_token")
+        return claims
+
+    def access_token(self, user_id: str, role: str) -> str:
+        claims = {"sub": user_id, "role": role, "typ": "access", "jti": secrets.token_hex(8)}
+        return self._encode(claims, self.settings.access_token_ttl_s)
+
+    async def issue(self, user_id: str, role: str, family: str | None = None) -> dict[str, str]:
+        """A new access token and a new recorded refresh token (in ``family``, or a new one)."""
+        jti = secrets.token_hex(16)
+        family = family or secrets.token_hex(16)
+        ttl = self.settings.refresh_token_ttl_s
+        await self.store.refresh_tokens.insert_one(
+            {
+                "_id": jti,
+                "user_id": user_id,
+                "family": family,
+                "used_at": None,
+                "revoked": False,
+                "expires_at": utcnow() + timedelta(seconds=ttl),
+            }
+        )
+        refresh = self._encode({"sub": user_id, "typ": "refresh", "jti": jti}, ttl)
+        return {"access_token": self.access_token(user_id, role), "refresh_token": refresh}
+
+    async def refresh(self, refresh_token: str, role_of: Any) -> dict[str, str]:
+        """Rotate: spend ``refresh_token`` once and return a new pair.
+
+        ``role_of`` is an async callable giving the user's current role (or None if the user is
+        gone), so a role change shows in the next access token.
+        """
+        claims = self._decode(refresh_token, "refresh")
+        spent = await self.store.refresh_tokens.find_one_and_update(
+            {"_id": claims["jti"], "used_at": None, "revoked": False},
+            {"$set": {"used_at": utcnow()}},
+        )
+        if spent is None:
+            record = await self.store.refresh_tokens.find_one({"_id": claims["jti"]})
+            if record is not None:
+                await self.store.refresh_tokens.update_many(
+                    {"family": record["family"]}, {"$set": {"revoked": True}}
+                )
+            raise Unauthorized("This refresh token was already used or revoked.", "token_reused")
+        role = await role_of(claims["sub"])
+        if role is None:
+            raise Unauthorized("The account no longer exists.", "invalid_token")
+        return await self.issue(claims["sub"], role, family=spent["family"])
+
+    def principal(self, token: str) -> Principal:
+        claims = self._decode(token, "access")
+        return Principal(user_id=claims["sub"], role=claims["role"])
+
+
+def bearer_token(conn: HTTPConnection) -> str:
+    header = conn.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise Unauthorized("Send 'Authorization: Bearer <access token>'.", "missing_token")
+    return token.strip()
+
+
+def require_role(principal: Principal, *roles: Role) -> None:
+    if principal.role not in roles:
+        raise Forbidden(f"This needs a {' or '.join(roles)} account.", "wrong_role")

@@ -1,0 +1,64 @@
+"""The hub's services, built once per process and shared by the REST and Socket.IO handlers."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import socketio
+from redis.asyncio import Redis
+
+from broker_workers.adapters import resolve_adapter
+from broker_workers.adapters.base import Capabilities
+from signal_hub.auth import Tokens
+from signal_hub.crypto import CredentialsBox
+from signal_hub.directory import Directory
+from signal_hub.intake import Dispatcher, Intake
+from signal_hub.ratelimit import RateLimiter
+from signal_hub.settings import Settings
+from signal_hub.store import Store
+
+
+def broker_capabilities(enabled: list[str]) -> dict[str, Capabilities]:
+    """The capabilities of the brokers this deployment offers (``BROKERS``), by name."""
+    return {name: resolve_adapter(name).capabilities for name in enabled}
+
+
+@dataclass
+class Hub:
+    settings: Settings
+    redis: Redis
+    store: Store
+    directory: Directory
+    tokens: Tokens
+    credentials: CredentialsBox
+    intake: Intake
+    dispatcher: Dispatcher
+    limiter: RateLimiter
+    brokers: dict[str, Capabilities]
+    sio: socketio.AsyncServer
+
+    @classmethod
+    def build(cls, settings: Settings, sio: socketio.AsyncServer) -> Hub:
+        redis = Redis.from_url(settings.redis_url, decode_responses=True)
+        store = Store.open(settings)
+        brokers = broker_capabilities(settings.brokers)
+        dispatcher = Dispatcher(settings.redis_url, settings.drain_batch_size)
+        assets = {asset for caps in brokers.values() for asset in caps["assets"]}
+        return cls(
+            settings=settings,
+            redis=redis,
+            store=store,
+            directory=Directory(redis, store),
+            tokens=Tokens(settings, store),
+            credentials=CredentialsBox(settings),
+            intake=Intake(redis, dispatcher, settings, assets),
+            dispatcher=dispatcher,
+            limiter=RateLimiter(redis),
+            brokers=brokers,
+            sio=sio,
+        )
+
+    async def close(self) -> None:
+        self.dispatcher.close()
+        await self.store.close()
+        await self.redis.aclose()

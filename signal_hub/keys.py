@@ -1,0 +1,122 @@
+"""The Redis key layout shared by the hub and the workers.
+
+Directory (kept in step with the store by the hub, rebuilt from it at start-up):
+  ``dir:{channel}:{broker}``  SET of subscription ids of a channel on one broker
+  ``dirbrokers:{channel}``    SET of brokers with subscribers in that channel
+  ``chan:{channel}``          JSON: who may send, delay budget, allowed assets
+  ``sub:{subscription}``      JSON: account, stake, limits, paused
+  ``acct:{account}``          JSON: broker, currency, credentials (encrypted)
+
+Per signal (expire a day after the signal):
+  ``sig:{signal}``            HASH: asset, direction, expiry, created/deadline ms, status
+  ``work:{signal}:{broker}``  SET of subscription ids not yet claimed
+  ``state:{signal}``          HASH subscription -> ``c|worker`` claimed, ``s|worker`` sending,
+                              ``d`` done, ``r`` handed back by the reaper
+
+Across signals:
+  ``results``                 STREAM of signal / execution / settlement records for the hub
+  ``active``                  ZSET ``signal|broker`` -> deadline, work not yet drained
+  ``claims:{worker}``         SET ``signal|broker|subscription`` a worker holds
+  ``worker:{worker}``         heartbeat key with a TTL; its absence marks a dead worker
+  ``workers:{broker}``        SET of worker ids that ever served a broker
+  ``settle:{broker}``         ZSET of placed contracts -> due time (ms), for settlement
+  ``daily:{subscription}:{yyyymmdd}`` HASH trades, loss: the risk limits' counters
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+
+PREFIX = "ctc:"
+RESULTS = PREFIX + "results"
+RESULTS_GROUP = "hub"
+ACTIVE = PREFIX + "active"
+SIGNAL_TTL_S = 24 * 3600
+
+
+def directory(channel_id: str, broker: str) -> str:
+    return f"{PREFIX}dir:{channel_id}:{broker}"
+
+
+def directory_brokers(channel_id: str) -> str:
+    return f"{PREFIX}dirbrokers:{channel_id}"
+
+
+def channel(channel_id: str) -> str:
+    return f"{PREFIX}chan:{channel_id}"
+
+
+def subscription(subscription_id: str) -> str:
+    return f"{PREFIX}sub:{subscription_id}"
+
+
+def account(account_id: str) -> str:
+    return f"{PREFIX}acct:{account_id}"
+
+
+def broker_accounts(broker: str) -> str:
+    return f"{PREFIX}accts:{broker}"
+
+
+def signal(signal_id: str) -> str:
+    return f"{PREFIX}sig:{signal_id}"
+
+
+def work(signal_id: str, broker: str) -> str:
+    return f"{PREFIX}work:{signal_id}:{broker}"
+
+
+def state(signal_id: str) -> str:
+    return f"{PREFIX}state:{signal_id}"
+
+
+def dedupe(channel_id: str, sender_id: str, client_signal_id: str) -> str:
+    return f"{PREFIX}dedupe:{channel_id}:{sender_id}:{client_signal_id}"
+
+
+def claims(worker_id: str) -> str:
+    return f"{PREFIX}claims:{worker_id}"
+
+
+def worker_heartbeat(worker_id: str) -> str:
+    return f"{PREFIX}worker:{worker_id}"
+
+
+def workers(broker: str) -> str:
+    return f"{PREFIX}workers:{broker}"
+
+
+def settle_queue(broker: str) -> str:
+    return f"{PREFIX}settle:{broker}"
+
+
+def settled(trade_id: str) -> str:
+    return f"{PREFIX}settled:{trade_id}"
+
+
+def daily(subscription_id: str, day: str) -> str:
+    return f"{PREFIX}daily:{subscription_id}:{day}"
+
+
+def utc_day(ms: int | None = None) -> str:
+    """The UTC calendar day (``yyyymmdd``) that daily risk counters are kept by."""
+    return datetime.fromtimestamp((now_ms() if ms is None else ms) / 1000, UTC).strftime("%Y%m%d")
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def rate_limit(scope: str, subject: str) -> str:
+    return f"{PREFIX}rl:{scope}:{subject}"
+
+
+def trade_id(signal_id: str, subscription_id: str) -> str:
+    """Deterministic, so every retry, reaper and reconciliation names the same trade."""
+    return f"{signal_id}-{subscription_id}"
+
+
+def queue_name(broker: str) -> str:
+    """The RQ queue of a broker's worker pool."""
+    return f"broker.{broker}"

@@ -1,0 +1,126 @@
+"""Test clients for the hub: REST through httpx, Socket.IO through python-socketio."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+import socketio
+
+
+@dataclass
+class User:
+    id: str
+    email: str
+    role: str
+    access_token: str
+    refresh_token: str
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.access_token}"}
+
+
+@dataclass
+class Api:
+    http: httpx.Client
+    password: str = "correct horse battery"
+
+    def signup(self, role: str, **extra: Any) -> User:
+        email = f"{role}-{uuid.uuid4().hex[:10]}@example.com"
+        r = self.http.post(
+            "/api/auth/signup",
+            json={"email": email, "password": self.password, "role": role, **extra},
+        )
+        assert r.status_code == 201, r.text
+        body = r.json()
+        return User(body["user"]["id"], email, role, body["access_token"], body["refresh_token"])
+
+    def call(self, method: str, path: str, user: User | None = None, **kw: Any) -> httpx.Response:
+        headers = user.headers if user else {}
+        return self.http.request(method, path, headers=headers, **kw)
+
+    def ok(self, method: str, path: str, user: User | None = None, status: int = 200, **kw: Any) -> Any:
+        r = self.call(method, path, user, **kw)
+        assert r.status_code == status, f"{method} {path}: {r.status_code} {r.text}"
+        return r.json() if r.content else None
+
+    def channel(self, provider: User, **fields: Any) -> dict[str, Any]:
+        body = {"name": f"channel {uuid.uuid4().hex[:6]}", **fields}
+        return self.ok("POST", "/api/channels", provider, 201, json=body)  # type: ignore[no-any-return]
+
+    def subscriber(
+        self,
+        channel_id: str,
+        stake: dict[str, Any] | None = None,
+        broker: str = "paper",
+        credentials: dict[str, Any] | None = None,
+        limits: dict[str, Any] | None = None,
+    ) -> tuple[User, dict[str, Any], dict[str, Any]]:
+        """A new subscriber with a broker account, subscribed to ``channel_id``."""
+        user = self.signup("subscriber")
+        account = self.ok(
+            "POST", "/api/broker-accounts", user, 201,
+            json={"broker": broker, "credentials": credentials or {}},
+        )  # fmt: skip
+        body: dict[str, Any] = {
+            "broker_account_id": account["id"],
+            "stake": stake or {"mode": "fixed", "amount": 10},
+        }
+        if limits:
+            body["limits"] = limits
+        sub = self.ok("POST", f"/api/channels/{channel_id}/subscribe", user, 201, json=body)
+        return user, account, sub
+
+
+@dataclass
+class Live:
+    """A Socket.IO connection that records every execution and settlement it is sent."""
+
+    base_url: str
+    namespace: str
+    token: str
+    executions: list[dict[str, Any]] = field(default_factory=list)
+    settlements: list[dict[str, Any]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.sio = socketio.AsyncClient(reconnection=False)
+        self.sio.on("execution", self._on_execution, namespace=self.namespace)
+        self.sio.on("settlement", self._on_settlement, namespace=self.namespace)
+
+    async def _on_execution(self, data: Any) -> None:
+        self.executions.extend(data if isinstance(data, list) else [data])
+
+    async def _on_settlement(self, data: Any) -> None:
+        self.settlements.extend(data if isinstance(data, list) else [data])
+
+    async def connect(self) -> Live:
+        await self.sio.connect(
+            self.base_url,
+            namespaces=[self.namespace],
+            auth={"token": self.token},
+            transports=["websocket"],
+            wait_timeout=10,
+        )
+        return self
+
+    async def emit(self, event: str, data: Any, timeout: float = 10) -> Any:
+        return await self.sio.call(event, data, namespace=self.namespace, timeout=timeout)
+
+    async def wait_for(self, what: str, predicate: Any, timeout: float = 15) -> None:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while not predicate():
+            if loop.time() > deadline:
+                raise TimeoutError(f"timed out waiting for {what}")
+            await asyncio.sleep(0.02)
+
+    async def close(self) -> None:
+        await self.sio.disconnect()
+
+
+async def live(base_url: str, namespace: str, user: User) -> Live:
+    return await Live(base_url, namespace, user.access_token).connect()

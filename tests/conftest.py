@@ -1,0 +1,51 @@
+"""Fixtures: a Redis database flushed per test, and a running system (hub + paper pool)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from redis.asyncio import Redis
+
+from tests.client import Api
+from tests.procs import System, redis_url, running_system
+
+UNIT_DB = int(os.environ.get("TEST_REDIS_DB", "11"))
+SYSTEM_DB = UNIT_DB + 1
+LOG_DIR = Path(os.environ.get("TEST_LOG_DIR", "/tmp/ctc-test-logs"))
+
+
+@pytest.fixture
+async def redis() -> AsyncIterator[Redis]:
+    """A Redis database of the tests' own, empty at the start of each test."""
+    client = Redis.from_url(redis_url(UNIT_DB), decode_responses=True)
+    await client.flushdb()
+    yield client
+    await client.flushdb()
+    await client.aclose()
+
+
+@pytest.fixture
+def unit_redis_url() -> str:
+    return redis_url(UNIT_DB)
+
+
+@pytest.fixture(scope="session")
+def system() -> Iterator[System]:
+    """Hub and a paper worker pool, real processes, for the whole session.
+
+    Tests share it and keep apart by creating their own users and channels.
+    """
+    with running_system(SYSTEM_DB, LOG_DIR / "system") as system:
+        system.start_hub()
+        system.start_pool("paper", workers=2)
+        yield system
+
+
+@pytest.fixture
+def api(system: System) -> Iterator[Api]:
+    with httpx.Client(base_url=system.base_url, timeout=10) as http:
+        yield Api(http)

@@ -1,0 +1,155 @@
+"""Starting the real processes of the system for tests and benchmarks: hub, worker pools, sim."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import redis
+
+ROOT = Path(__file__).resolve().parent.parent
+REDIS_HOST = os.environ.get("TEST_REDIS_HOST", "127.0.0.1")
+REDIS_PORT = int(os.environ.get("TEST_REDIS_PORT", "6379"))
+
+
+def redis_url(db: int) -> str:
+    return f"redis://{REDIS_HOST}:{REDIS_PORT}/{db}"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_until(predicate, timeout: float = 20.0, interval: float = 0.05, what: str = "") -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if predicate():
+                return
+        except Exception:
+            pass
+        time.sleep(interval)
+    raise TimeoutError(f"timed out waiting for {what or predicate}")
+
+
+@dataclass
+class Proc:
+    name: str
+    popen: subprocess.Popen[bytes]
+    log: Path
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 10) -> None:
+        if self.popen.poll() is None:
+            os.killpg(self.popen.pid, sig)
+            try:
+                self.popen.wait(timeout)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.popen.pid, signal.SIGKILL)
+                self.popen.wait(5)
+
+    def tail(self, lines: int = 40) -> str:
+        return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
+
+
+@dataclass
+class System:
+    """A running set of processes sharing one Redis database."""
+
+    db: int
+    env: dict[str, str]
+    log_dir: Path
+    procs: list[Proc] = field(default_factory=list)
+    port: int = 0
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def spawn(self, name: str, argv: list[str], extra_env: dict[str, str] | None = None) -> Proc:
+        log = self.log_dir / f"{name}.log"
+        out = log.open("ab")
+        popen = subprocess.Popen(
+            argv,
+            cwd=ROOT,
+            env={**self.env, **(extra_env or {})},
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        proc = Proc(name, popen, log)
+        self.procs.append(proc)
+        return proc
+
+    def start_hub(self) -> Proc:
+        self.port = self.port or free_port()
+        proc = self.spawn(
+            "hub",
+            [sys.executable, "-m", "uvicorn", "signal_hub.app:app", "--port", str(self.port),
+             "--no-access-log"],
+        )  # fmt: skip
+        wait_until(
+            lambda: httpx.get(f"{self.base_url}/readyz", timeout=1).status_code == 200,
+            timeout=30,
+            what=f"hub on {self.port}: {proc.tail()}",
+        )
+        return proc
+
+    def start_pool(self, broker: str, workers: int = 2) -> Proc:
+        proc = self.spawn(
+            f"worker_{broker}",
+            [sys.executable, "-m", "rq.cli", "worker-pool", f"broker.{broker}", "-n", str(workers),
+             "-w", "broker_workers.worker.BrokerWorker", "-u", redis_url(self.db)],
+        )  # fmt: skip
+        r = redis.Redis.from_url(redis_url(self.db), decode_responses=True)
+        wait_until(
+            lambda: sum(
+                1 for w in r.smembers(f"ctc:workers:{broker}") if r.exists(f"ctc:worker:{w}")
+            )
+            >= workers,
+            timeout=30,
+            what=f"{workers} {broker} workers: {proc.tail()}",
+        )
+        return proc
+
+    def stop(self) -> None:
+        for proc in reversed(self.procs):
+            proc.stop()
+        self.procs.clear()
+
+
+@contextmanager
+def running_system(db: int, log_dir: Path, **env: str) -> Iterator[System]:
+    """Flush ``db`` and give a :class:`System` bound to it; every process is stopped after."""
+    redis.Redis.from_url(redis_url(db)).flushdb()
+    base_env = {
+        **os.environ,
+        "REDIS_URL": redis_url(db),
+        "PYTHONUNBUFFERED": "1",
+        "LOG_LEVEL": "INFO",
+        "PAPER_LATENCY_MS": "20",
+        "SIGNUP_RATE_LIMIT_PER_MIN": "100000",
+        "FRONTEND_DIR": str(ROOT / "frontend" / "dist"),
+        **env,
+    }
+    if os.environ.get("MONGODB_URL"):  # the same tests, against a real MongoDB
+        base_env["MONGODB_DB"] = f"ctc_test_{db}"
+        import pymongo
+
+        pymongo.MongoClient(os.environ["MONGODB_URL"]).drop_database(base_env["MONGODB_DB"])
+    log_dir.mkdir(parents=True, exist_ok=True)
+    system = System(db=db, env=base_env, log_dir=log_dir)
+    try:
+        yield system
+    finally:
+        system.stop()
