@@ -31,7 +31,8 @@ BASE_PRICES: dict[str, tuple[float, int]] = {
 def _unit(seed: int, asset: str, tag: str, n: int) -> float:
     """A deterministic number in [-1, 1) for (seed, asset, tag, n)."""
     digest = hashlib.blake2b(f"{seed}:{asset}:{tag}:{n}".encode(), digest_size=8).digest()
-    return struct.unpack(">Q", digest)[0] / 2**63 - 1.0
+    value: int = struct.unpack(">Q", digest)[0]
+    return value / 2**63 - 1.0
 
 
 def price(asset: str, at_ms: int, seed: int) -> float:

@@ -83,7 +83,7 @@ class WorkerRuntime:
 
     async def known_accounts(self) -> list[Account]:
         """Every account of this broker in the directory, decrypted, to warm sessions up."""
-        ids = await self.redis.smembers(keys.broker_accounts(self.broker))
+        ids = [str(i) for i in await self.redis.smembers(keys.broker_accounts(self.broker))]
         raw = await self.redis.mget([keys.account(i) for i in ids]) if ids else []
         return [a for a in (self.account(json.loads(r)) for r in raw if r) if a is not None]
 

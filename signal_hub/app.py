@@ -22,7 +22,7 @@ from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Mount
+from starlette.routing import BaseRoute, Mount
 from starlette.staticfiles import StaticFiles
 
 from signal_hub.api import accounts, auth, channels, history, subscriptions, system
@@ -80,7 +80,8 @@ def create_app(settings: Settings | None = None) -> socketio.ASGIApp:
                 await relay_task
             await hub.close()
 
-    routes = [*auth.routes, *channels.routes, *accounts.routes, *subscriptions.routes]
+    routes: list[BaseRoute] = [*auth.routes, *channels.routes, *accounts.routes]
+    routes += [*subscriptions.routes]
     routes += [*history.routes, *system.routes]
     frontend = Path(settings.frontend_dir)
     if frontend.is_dir():

@@ -102,7 +102,9 @@ class Directory:
                     by_broker.setdefault(sub["broker"], []).append(sub["_id"])
                     counts["subscriptions"] += 1
                 await pipe.execute()
-            old_brokers = await self.redis.smembers(keys.directory_brokers(channel["_id"]))
+            old_brokers = {
+                str(b) for b in await self.redis.smembers(keys.directory_brokers(channel["_id"]))
+            }
             async with self.redis.pipeline(transaction=True) as pipe:
                 for broker in set(old_brokers) | set(by_broker):
                     pipe.delete(keys.directory(channel["_id"], broker))

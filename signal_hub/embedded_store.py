@@ -126,7 +126,7 @@ class EmbeddedCollection:
 
 class EmbeddedDatabase:
     def __init__(self, name: str = "embedded") -> None:
-        self._db = mongomock.MongoClient().get_database(name)
+        self._db: Any = mongomock.MongoClient().get_database(name)
         self._collections: dict[str, EmbeddedCollection] = {}
 
     def __getitem__(self, name: str) -> EmbeddedCollection:

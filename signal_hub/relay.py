@@ -59,7 +59,7 @@ class Relay:
         while True:
             try:
                 await self._claim_abandoned()
-                reply = await self.redis.xreadgroup(
+                reply: Any = await self.redis.xreadgroup(
                     keys.RESULTS_GROUP,
                     self.consumer,
                     {keys.RESULTS: ">"},
@@ -77,7 +77,7 @@ class Relay:
     async def _drain_pending(self) -> None:
         """Records this consumer took before a restart and never acknowledged."""
         while True:
-            reply = await self.redis.xreadgroup(
+            reply: Any = await self.redis.xreadgroup(
                 keys.RESULTS_GROUP, self.consumer, {keys.RESULTS: "0"}, count=READ_COUNT
             )
             entries = reply[0][1] if reply else []
@@ -87,13 +87,14 @@ class Relay:
 
     async def _claim_abandoned(self) -> None:
         """Records another hub took and left unacknowledged for too long (it died)."""
-        _, entries, _ = await self.redis.xautoclaim(
+        claimed: Any = await self.redis.xautoclaim(
             keys.RESULTS,
             keys.RESULTS_GROUP,
             self.consumer,
             min_idle_time=CLAIM_IDLE_MS,
             count=READ_COUNT,
         )
+        entries = claimed[1]
         if entries:
             await self.handle(entries)
 

@@ -101,7 +101,7 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
         brokers=list(config("BROKERS", cast=CommaSeparatedStrings, default="paper,deriv")),
         log_json=config("LOG_JSON", cast=bool, default=False),
         log_level=config("LOG_LEVEL", default="INFO"),
-        frontend_dir=config("FRONTEND_DIR", default="frontend/dist"),
+        frontend_dir=config("FRONTEND_DIR", default="frontend/public"),
         default_max_signal_delay_ms=config("DEFAULT_MAX_SIGNAL_DELAY_MS", cast=int, default=2000),
         drain_batch_size=config("DRAIN_BATCH_SIZE", cast=int, default=100),
         drain_concurrency=config("DRAIN_CONCURRENCY", cast=int, default=8),

@@ -46,7 +46,7 @@ def error_ack(exc: ApiError) -> dict[str, Any]:
     return {"ok": False, **exc.as_dict()}
 
 
-class _Authenticated(socketio.AsyncNamespace):
+class _Authenticated(socketio.AsyncNamespace):  # type: ignore[misc]
     hub: Hub
 
     def __init__(self, namespace: str, hub: Hub) -> None:

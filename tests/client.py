@@ -3,12 +3,45 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
 import socketio
+
+SNAKE_CASE = re.compile(r"^[a-z][a-z0-9]*(_[a-z0-9]+)*$")
+
+
+def new_email(prefix: str = "user") -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:10]}@example.com"
+
+
+def assert_error(r: httpx.Response, status: int, code: str | None = None) -> dict[str, str]:
+    """``r`` is the contract's error answer: ``status``, ``{"error": {"code", "message"}}`` only,
+    a snake_case code (``code`` if given), a human message, JSON, and no stack trace."""
+    where = f"{r.request.method} {r.request.url.path}"
+    assert r.status_code == status, f"{where}: expected {status}, got {r.status_code} {r.text}"
+    assert r.headers.get("content-type", "").startswith("application/json"), (where, r.headers)
+    body = r.json()
+    assert isinstance(body, dict) and set(body) == {"error"}, (where, body)
+    error = body["error"]
+    assert isinstance(error, dict) and set(error) == {"code", "message"}, (where, body)
+    assert isinstance(error["code"], str) and SNAKE_CASE.match(error["code"]), (where, body)
+    assert isinstance(error["message"], str) and error["message"].strip(), (where, body)
+    for trace in ("Traceback", 'File "', "site-packages", "signal_hub/"):
+        assert trace not in r.text, (where, r.text)
+    if code is not None:
+        assert error["code"] == code, (where, body)
+    return error  # type: ignore[no-any-return]
+
+
+def assert_no_secrets(r: httpx.Response, *secrets: str) -> None:
+    """No password, password hash or any of ``secrets`` anywhere in the answer's raw text."""
+    text = r.text
+    for needle in ("password", "$argon2", *secrets):
+        assert needle not in text, f"{needle!r} in {r.request.method} {r.request.url.path}: {text}"
 
 
 @dataclass
@@ -40,10 +73,23 @@ class Api:
         return User(body["user"]["id"], email, role, body["access_token"], body["refresh_token"])
 
     def call(self, method: str, path: str, user: User | None = None, **kw: Any) -> httpx.Response:
-        headers = user.headers if user else {}
+        headers = {**(user.headers if user else {}), **kw.pop("headers", {})}
         return self.http.request(method, path, headers=headers, **kw)
 
-    def ok(self, method: str, path: str, user: User | None = None, status: int = 200, **kw: Any) -> Any:
+    def with_token(self, method: str, path: str, token: str, **kw: Any) -> httpx.Response:
+        """A request with ``Authorization: Bearer <token>``, whatever the token is."""
+        return self.call(method, path, headers={"Authorization": f"Bearer {token}"}, **kw)
+
+    def account(
+        self, user: User, broker: str = "paper", credentials: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
+        """A new broker account of ``user``."""
+        body = {"broker": broker, "credentials": credentials or {}}
+        return self.ok("POST", "/api/broker-accounts", user, 201, json=body)  # type: ignore[no-any-return]
+
+    def ok(
+        self, method: str, path: str, user: User | None = None, status: int = 200, **kw: Any
+    ) -> Any:
         r = self.call(method, path, user, **kw)
         assert r.status_code == status, f"{method} {path}: {r.status_code} {r.text}"
         return r.json() if r.content else None

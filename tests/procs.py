@@ -113,10 +113,10 @@ class System:
         )  # fmt: skip
         r = redis.Redis.from_url(redis_url(self.db), decode_responses=True)
         wait_until(
-            lambda: sum(
-                1 for w in r.smembers(f"ctc:workers:{broker}") if r.exists(f"ctc:worker:{w}")
-            )
-            >= workers,
+            lambda: (
+                sum(1 for w in r.smembers(f"ctc:workers:{broker}") if r.exists(f"ctc:worker:{w}"))
+                >= workers
+            ),
             timeout=30,
             what=f"{workers} {broker} workers: {proc.tail()}",
         )
@@ -139,7 +139,7 @@ def running_system(db: int, log_dir: Path, **env: str) -> Iterator[System]:
         "LOG_LEVEL": "INFO",
         "PAPER_LATENCY_MS": "20",
         "SIGNUP_RATE_LIMIT_PER_MIN": "100000",
-        "FRONTEND_DIR": str(ROOT / "frontend" / "dist"),
+        "FRONTEND_DIR": str(ROOT / "frontend" / "public"),
         **env,
     }
     if os.environ.get("MONGODB_URL"):  # the same tests, against a real MongoDB

@@ -112,15 +112,25 @@ async def test_refusals_end_as_records_with_reasons(system: System, api: Api) ->
     finally:
         await watcher.close()
 
-    first = {e["subscriber_id"]: e for e in watcher.executions if e["signal_id"] == ack["signal_id"]}
+    first = {
+        e["subscriber_id"]: e for e in watcher.executions if e["signal_id"] == ack["signal_id"]
+    }
     assert first[placed.id]["status"] == "placed"
-    assert (first[poor.id]["status"], first[poor.id]["reason"]) == ("rejected", "insufficient_balance")
+    assert (first[poor.id]["status"], first[poor.id]["reason"]) == (
+        "rejected",
+        "insufficient_balance",
+    )
     assert (first[paused.id]["status"], first[paused.id]["reason"]) == ("skipped", "paused")
-    assert (first[loser.id]["status"], first[loser.id]["reason"]) == ("rejected", "daily_loss_limit")
+    assert (first[loser.id]["status"], first[loser.id]["reason"]) == (
+        "rejected",
+        "daily_loss_limit",
+    )
     assert first[capped.id]["status"] == "placed"
     assert first[percent.id]["status"] == "placed"
     assert first[percent.id]["stake"] == 250.0  # 2.5 % of the paper account's 10,000
-    later = {e["subscriber_id"]: e for e in watcher.executions if e["signal_id"] == second["signal_id"]}
+    later = {
+        e["subscriber_id"]: e for e in watcher.executions if e["signal_id"] == second["signal_id"]
+    }
     assert (later[capped.id]["status"], later[capped.id]["reason"]) == (
         "rejected",
         "max_trades_per_day",
@@ -129,7 +139,9 @@ async def test_refusals_end_as_records_with_reasons(system: System, api: Api) ->
 
     counts = api.ok("GET", f"/api/signals/{ack['signal_id']}", provider)["counts"]
     wait_until(
-        lambda: api.ok("GET", f"/api/signals/{ack['signal_id']}", provider)["counts"]["placed"] == 3,
+        lambda: (
+            api.ok("GET", f"/api/signals/{ack['signal_id']}", provider)["counts"]["placed"] == 3
+        ),
         what="counts",
     )
     counts = api.ok("GET", f"/api/signals/{ack['signal_id']}", provider)["counts"]
@@ -206,7 +218,9 @@ async def test_socket_refuses_missing_or_forged_tokens(system: System, api: Api)
             await client.disconnect()
 
 
-async def test_settlement_updates_trades_stats_and_subscriber_feed(system: System, api: Api) -> None:
+async def test_settlement_updates_trades_stats_and_subscriber_feed(
+    system: System, api: Api
+) -> None:
     provider = api.signup("provider")
     channel = api.channel(provider)
     subs = [api.subscriber(channel["id"])[0] for _ in range(3)]
@@ -226,7 +240,8 @@ async def test_settlement_updates_trades_stats_and_subscriber_feed(system: Syste
     trades = trades_of(api, provider, ack["signal_id"], 3)
     wait_until(
         lambda: all(
-            t["outcome"] for t in api.ok("GET", f"/api/trades?signal_id={ack['signal_id']}", provider)["items"]
+            t["outcome"]
+            for t in api.ok("GET", f"/api/trades?signal_id={ack['signal_id']}", provider)["items"]
         ),
         what="settled trades",
     )

@@ -156,7 +156,7 @@ class PaperBroker:
         if contract_id is None:
             return None
         contract = await self.redis.hget(CONTRACTS, contract_id)
-        return self._fill(order.client_order_id, contract) if contract else None
+        return self._fill(order.client_order_id, str(contract)) if contract else None
 
     async def outcome(self, account: Account, contract_id: str) -> Outcome | None:
         raw = await self.redis.hget(CONTRACTS, contract_id)

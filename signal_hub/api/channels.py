@@ -31,7 +31,7 @@ class TraderIn(BaseModel):
 
 
 async def load_channel(hub: Hub, channel_id: str) -> dict[str, Any]:
-    channel = await hub.store.channels.find_one({"_id": channel_id})
+    channel: dict[str, Any] | None = await hub.store.channels.find_one({"_id": channel_id})
     if channel is None:
         raise NotFound("No such channel.", "channel_not_found")
     return channel

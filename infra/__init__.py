@@ -1,0 +1,1 @@
+"""Running and shipping the system: local Redis, the demo, publishing the frontend."""

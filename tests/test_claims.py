@@ -1,0 +1,147 @@
+"""The claim scripts on a real Redis: expansion, claims, the send gate and exactly-once finish."""
+
+from __future__ import annotations
+
+import json
+
+from redis.asyncio import Redis
+
+from broker_workers.claims import ClaimBook, Terminal
+from signal_hub import keys
+from signal_hub.intake import EXPAND
+
+
+async def seed_channel(redis: Redis, channel_id: str, subs: int, delay_ms: int = 2000) -> None:
+    await redis.set(
+        keys.channel(channel_id),
+        json.dumps({"id": channel_id, "senders": ["prov"], "max_signal_delay_ms": delay_ms,
+                    "assets": None, "provider_id": "prov", "name": "c"}),
+    )  # fmt: skip
+    for i in range(subs):
+        sub_id = f"s{i}"
+        entry = {"id": sub_id, "channel_id": channel_id, "user_id": f"u{i}", "account_id": f"a{i}",
+                 "broker": "paper", "stake": {"mode": "fixed", "amount": 5}, "limits": {},
+                 "paused": False}  # fmt: skip
+        await redis.set(keys.subscription(sub_id), json.dumps(entry))
+        await redis.set(keys.account(f"a{i}"), json.dumps({"id": f"a{i}", "credentials": "x"}))
+        await redis.sadd(keys.directory(channel_id, "paper"), sub_id)
+    await redis.sadd(keys.directory_brokers(channel_id), "paper")
+
+
+async def expand(redis: Redis, signal_id: str, channel_id: str, client_id: str = "") -> list[str]:
+    script = redis.register_script(EXPAND)
+    dedupe = keys.dedupe(channel_id, "prov", client_id) if client_id else ""
+    status, body = await script(
+        keys=[keys.channel(channel_id), keys.directory_brokers(channel_id), keys.signal(signal_id),
+              dedupe, keys.RESULTS, keys.ACTIVE],
+        args=[signal_id, channel_id, "prov", "EURUSD", "CALL", 60, "", client_id,
+              keys.SIGNAL_TTL_S, keys.PREFIX],
+    )  # fmt: skip
+    return [status, body]
+
+
+async def beat(redis: Redis, worker: str) -> None:
+    await redis.set(keys.worker_heartbeat(worker), "1", px=5000)
+
+
+async def test_expand_copies_the_directory_and_counts_it(redis: Redis) -> None:
+    await seed_channel(redis, "c1", 250)
+    status, body = await expand(redis, "sig1", "c1")
+    assert status == "ok"
+    ack = json.loads(body)
+    assert ack["fanout"] == {"total": 250, "by_broker": {"paper": 250}}
+    assert await redis.scard(keys.work("sig1", "paper")) == 250
+    assert await redis.hget(keys.signal("sig1"), "status") == "active"
+    created, deadline = await redis.hmget(keys.signal("sig1"), "created_ms", "deadline_ms")
+    assert int(deadline) - int(created) == 2000
+    entries = await redis.xrange(keys.RESULTS)
+    assert [e[1]["kind"] for e in entries] == ["signal"]
+
+
+async def test_expand_refuses_strangers_and_dedupes_resends(redis: Redis) -> None:
+    await seed_channel(redis, "c1", 3)
+    script = redis.register_script(EXPAND)
+    status, body = await script(
+        keys=[keys.channel("c1"), keys.directory_brokers("c1"), keys.signal("x"), "",
+              keys.RESULTS, keys.ACTIVE],
+        args=["x", "c1", "mallory", "EURUSD", "CALL", 60, "", "", 60, keys.PREFIX],
+    )  # fmt: skip
+    assert (status, body) == ("err", "forbidden")
+    assert not await redis.exists(keys.signal("x"))
+    first = await expand(redis, "sig1", "c1", client_id="r1")
+    again = await expand(redis, "sig2", "c1", client_id="r1")
+    assert again == ["dup", first[1]]
+    assert not await redis.exists(keys.work("sig2", "paper"))
+
+
+async def test_claims_partition_the_work_and_finish_writes_each_record_once(redis: Redis) -> None:
+    await seed_channel(redis, "c1", 30)
+    await expand(redis, "sig1", "c1")
+    a, b = ClaimBook(redis, "wa", "paper"), ClaimBook(redis, "wb", "paper")
+    await beat(redis, "wa")
+    await beat(redis, "wb")
+    day = keys.utc_day()
+    seen: list[str] = []
+    for book in (a, b, a, b):
+        signal, claims = await book.claim("sig1", 8, day)
+        assert signal is not None and signal.asset == "EURUSD"
+        seen += [c.subscription_id for c in claims]
+        assert all(c.subscription and c.account for c in claims)
+    _, rest = await a.claim("sig1", 100, day)
+    seen += [c.subscription_id for c in rest]
+    assert sorted(seen) == sorted(f"s{i}" for i in range(30))
+    _, empty = await b.claim("sig1", 8, day)
+    assert empty == []
+
+    # seen[:8] are a's claims, seen[8:16] b's: a may send its own, never b's.
+    verdicts, _ = await a.mark_sending("sig1", [(s, 0) for s in (*seen[:2], seen[8])], day, 0)
+    assert verdicts == ["go", "go", "lost"]
+    terminals = [Terminal(s, {"trade_id": s, "status": "placed", "channel_id": "c1"}) for s in seen]
+    written = await a.finish("sig1", terminals) + await b.finish("sig1", terminals)
+    assert written == 30
+    assert await a.finish("sig1", terminals) == 0
+    executions = [e for e in await redis.xrange(keys.RESULTS) if e[1]["kind"] == "execution"]
+    assert len(executions) == 30
+    assert await redis.scard(keys.claims("wa")) == 0 and await redis.scard(keys.claims("wb")) == 0
+
+
+async def test_the_gate_refuses_cancelled_expired_and_lapsed_workers(redis: Redis) -> None:
+    await seed_channel(redis, "c1", 4, delay_ms=60_000)
+    await expand(redis, "sig1", "c1")
+    book = ClaimBook(redis, "w1", "paper")
+    day = keys.utc_day()
+    _, claims = await book.claim("sig1", 4, day)
+    ids = [(c.subscription_id, 0) for c in claims]
+
+    verdicts, _ = await book.mark_sending("sig1", ids[:1], day, 0)
+    assert verdicts == ["lost"]  # no heartbeat: the reaper may own these claims
+
+    await beat(redis, "w1")
+    await redis.hset(keys.signal("sig1"), "status", "cancelled")
+    verdicts, _ = await book.mark_sending("sig1", ids[:1], day, 0)
+    assert verdicts == ["cancelled"]
+
+    await redis.hset(keys.signal("sig1"), mapping={"status": "active", "deadline_ms": 1})
+    verdicts, _ = await book.mark_sending("sig1", ids[1:2], day, 0)
+    assert verdicts == ["expired"]
+
+    await redis.hset(keys.signal("sig1"), "deadline_ms", 2**50)
+    verdicts, _ = await book.mark_sending("sig1", ids[2:], day, 0)
+    assert verdicts == ["go", "go"]
+    states = await redis.hgetall(keys.state("sig1"))
+    assert sorted(states.values()) == ["c|w1", "c|w1", "s|w1", "s|w1"]
+
+
+async def test_max_trades_per_day_is_counted_atomically(redis: Redis) -> None:
+    await seed_channel(redis, "c1", 1, delay_ms=60_000)
+    day = keys.utc_day()
+    book = ClaimBook(redis, "w1", "paper")
+    await beat(redis, "w1")
+    verdicts = []
+    for n in range(3):
+        await expand(redis, f"sig{n}", "c1")
+        _, claims = await book.claim(f"sig{n}", 1, day)
+        v, _ = await book.mark_sending(f"sig{n}", [(claims[0].subscription_id, 2)], day, 0)
+        verdicts += v
+    assert verdicts == ["go", "go", "max_trades_per_day"]
+    assert await redis.hget(keys.daily("s0", day), "trades") == "2"

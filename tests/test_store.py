@@ -1,0 +1,73 @@
+"""The store's queries, on the embedded store and, when MONGODB_URL is set, on a real MongoDB."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import AsyncIterator
+
+import pytest
+from pymongo import UpdateOne
+from pymongo.errors import DuplicateKeyError
+
+from signal_hub.settings import load_settings
+from signal_hub.store import Store, new_id, utcnow
+
+BACKENDS = ["embedded"] + (["mongodb"] if os.environ.get("MONGODB_URL") else [])
+
+
+@pytest.fixture(params=BACKENDS)
+async def store(request: pytest.FixtureRequest) -> AsyncIterator[Store]:
+    env = {"MONGODB_DB": f"ctc_test_{uuid.uuid4().hex[:8]}"}
+    if request.param == "mongodb":
+        env["MONGODB_URL"] = os.environ["MONGODB_URL"]
+    store = Store.open(load_settings(env))
+    await store.ensure_indexes()
+    yield store
+    if not store.embedded:
+        await store._client.drop_database(env["MONGODB_DB"])  # type: ignore[union-attr]
+    await store.close()
+
+
+async def test_unique_email_and_subscription(store: Store) -> None:
+    await store.users.insert_one({"_id": new_id(), "email": "a@example.com"})
+    with pytest.raises(DuplicateKeyError):
+        await store.users.insert_one({"_id": new_id(), "email": "a@example.com"})
+    await store.subscriptions.insert_one({"_id": new_id(), "channel_id": "c", "user_id": "u"})
+    with pytest.raises(DuplicateKeyError):
+        await store.subscriptions.insert_one({"_id": new_id(), "channel_id": "c", "user_id": "u"})
+
+
+async def test_trade_upserts_converge_in_either_order(store: Store) -> None:
+    execution = {"signal_id": "s", "status": "placed", "stake": 10.0, "created_at": utcnow()}
+    settlement = {"outcome": "won", "profit": 8.5}
+    ops = [UpdateOne({"_id": "t1"}, {"$set": execution}, upsert=True),
+           UpdateOne({"_id": "t1"}, {"$set": settlement}, upsert=True),
+           UpdateOne({"_id": "t2"}, {"$set": settlement}, upsert=True),
+           UpdateOne({"_id": "t2"}, {"$set": execution}, upsert=True)]  # fmt: skip
+    result = await store.trades.bulk_write(ops, ordered=False)
+    assert result.upserted_count == 2
+    await store.trades.bulk_write(ops, ordered=False)  # a record relayed twice
+    docs = await store.trades.find({}).sort("_id", 1).to_list()
+    assert [d["_id"] for d in docs] == ["t1", "t2"]
+    assert all(d["outcome"] == "won" and d["status"] == "placed" for d in docs)
+
+
+async def test_aggregate_sort_limit_and_single_use_updates(store: Store) -> None:
+    for i, status in enumerate(["placed", "placed", "rejected"]):
+        await store.trades.insert_one({"_id": f"t{i}", "signal_id": "s", "status": status, "n": i})
+    cursor = await store.trades.aggregate(
+        [{"$match": {"signal_id": "s"}}, {"$group": {"_id": "$status", "n": {"$sum": 1}}}]
+    )
+    assert {r["_id"]: r["n"] for r in await cursor.to_list()} == {"placed": 2, "rejected": 1}
+    top = await store.trades.find({"signal_id": "s"}).sort("n", -1).limit(2).to_list()
+    assert [d["_id"] for d in top] == ["t2", "t1"]
+    await store.refresh_tokens.insert_one({"_id": "j", "used_at": None, "revoked": False})
+    first = await store.refresh_tokens.find_one_and_update(
+        {"_id": "j", "used_at": None}, {"$set": {"used_at": utcnow()}}
+    )
+    second = await store.refresh_tokens.find_one_and_update(
+        {"_id": "j", "used_at": None}, {"$set": {"used_at": utcnow()}}
+    )
+    assert first is not None and second is None
+    assert await store.ping()
