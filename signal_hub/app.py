@@ -22,8 +22,9 @@ from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import BaseRoute, Mount
+from starlette.routing import BaseRoute
 from starlette.staticfiles import StaticFiles
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from signal_hub.api import accounts, auth, channels, history, subscriptions, system
 from signal_hub.errors import ApiError
@@ -57,6 +58,22 @@ async def internal_error(request: Request, exc: Exception) -> Response:
     return JSONResponse(body, status_code=500)
 
 
+def frontend_fallback(directory: Path) -> ASGIApp:
+    """What answers a path no route matched: the static frontend, never for ``/api/``.
+
+    As the router's fallback rather than a ``Mount("/")`` route, it cannot shadow an API route
+    that matched the path but not the method (that stays a 405).
+    """
+    static = StaticFiles(directory=directory, html=True) if directory.is_dir() else None
+
+    async def fallback(scope: Scope, receive: Receive, send: Send) -> None:
+        if static is None or scope["path"].startswith("/api/") or scope["type"] != "http":
+            raise HTTPException(404)
+        await static(scope, receive, send)
+
+    return fallback
+
+
 def create_app(settings: Settings | None = None) -> socketio.ASGIApp:
     settings = settings or get_settings()
     configure_logging(settings, "hub")
@@ -83,9 +100,6 @@ def create_app(settings: Settings | None = None) -> socketio.ASGIApp:
     routes: list[BaseRoute] = [*auth.routes, *channels.routes, *accounts.routes]
     routes += [*subscriptions.routes]
     routes += [*history.routes, *system.routes]
-    frontend = Path(settings.frontend_dir)
-    if frontend.is_dir():
-        routes.append(Mount("/", StaticFiles(directory=frontend, html=True), name="frontend"))
     middleware = []
     if settings.cors_origins:
         middleware.append(
@@ -107,6 +121,7 @@ def create_app(settings: Settings | None = None) -> socketio.ASGIApp:
         },
     )
     api.state.hub = hub
+    api.router.default = frontend_fallback(Path(settings.frontend_dir))
     return socketio.ASGIApp(sio, other_asgi_app=api, socketio_path="socket.io")
 
 

@@ -38,9 +38,9 @@ def assert_error(r: httpx.Response, status: int, code: str | None = None) -> dic
 
 
 def assert_no_secrets(r: httpx.Response, *secrets: str) -> None:
-    """No password, password hash or any of ``secrets`` anywhere in the answer's raw text."""
+    """No password field, password hash or any of ``secrets`` anywhere in the answer's raw text."""
     text = r.text
-    for needle in ("password", "$argon2", *secrets):
+    for needle in ('"password', "password_hash", "$argon2", *secrets):
         assert needle not in text, f"{needle!r} in {r.request.method} {r.request.url.path}: {text}"
 
 

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, EmailStr, Field
+from pydantic import BaseModel, ConfigDict, EmailStr, Field, StringConstraints
 from pymongo.errors import DuplicateKeyError
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -19,7 +19,10 @@ from signal_hub.store import new_id, utcnow
 class SignupIn(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
     email: EmailStr
-    password: str = Field(min_length=8, max_length=256)
+    # Kept exactly as typed (no stripping), as login compares it.
+    password: Annotated[str, StringConstraints(strip_whitespace=False)] = Field(
+        min_length=8, max_length=256
+    )
     role: Literal["provider", "subscriber"]
     display_name: str | None = Field(default=None, min_length=1, max_length=80)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from datetime import datetime
 from typing import Any, TypeVar
 
@@ -31,11 +32,24 @@ def caller(request: Request, *roles: Role) -> Principal:
     return principal
 
 
+def _not_json(constant: str) -> Any:
+    raise ValueError(f"{constant} is not JSON")
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"{text} is out of range")
+    return value
+
+
 async def body(request: Request, model: type[ModelT]) -> ModelT:
     raw = await request.body()
     try:
-        data = json.loads(raw) if raw else None
-    except ValueError:
+        # NaN, Infinity and 1e400 (= inf) are no JSON numbers and would be stored, then fail to
+        # render; a deeply nested body raises RecursionError rather than a ValueError.
+        data = json.loads(raw, parse_constant=_not_json, parse_float=_finite) if raw else None
+    except (ValueError, RecursionError):
         raise BadRequest("The body is not valid JSON.", "invalid_json") from None
     if not isinstance(data, dict):
         raise BadRequest("The body must be a JSON object.", "invalid_json")

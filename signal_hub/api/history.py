@@ -22,7 +22,8 @@ TRADES_PAGE = (1000, 100_000)
 def _limit(request: Request, page: tuple[int, int]) -> int:
     default, maximum = page
     raw = request.query_params.get("limit", str(default))
-    if not raw.isdigit() or not 1 <= int(raw) <= maximum:
+    # isdigit() alone lets through "²" and 5000-digit strings, on which int() raises.
+    if not (raw.isascii() and raw.isdigit() and len(raw) <= 9 and 1 <= int(raw) <= maximum):
         raise BadRequest(f"limit must be a whole number from 1 to {maximum}.", "invalid_limit")
     return int(raw)
 
