@@ -18,8 +18,8 @@ class RateLimiter:
             return
         key = keys.rate_limit(scope, subject)
         async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.set(key, 0, ex=window_s, nx=True)  # the window starts with its first request
             pipe.incr(key)
-            pipe.expire(key, window_s, nx=True)
-            count, _ = await pipe.execute()
+            _, count = await pipe.execute()
         if count > limit:
             raise RateLimited("Too many requests; wait a moment and try again.")
