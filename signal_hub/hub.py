@@ -10,6 +10,7 @@ from redis.asyncio import Redis
 from broker_workers.adapters import resolve_adapter
 from broker_workers.adapters.base import Capabilities
 from signal_hub.auth import Tokens
+from signal_hub.cancel import Canceller
 from signal_hub.crypto import CredentialsBox
 from signal_hub.directory import Directory
 from signal_hub.intake import Dispatcher, Intake
@@ -32,6 +33,7 @@ class Hub:
     tokens: Tokens
     credentials: CredentialsBox
     intake: Intake
+    canceller: Canceller
     dispatcher: Dispatcher
     limiter: RateLimiter
     brokers: dict[str, Capabilities]
@@ -51,7 +53,8 @@ class Hub:
             directory=Directory(redis, store),
             tokens=Tokens(settings, store),
             credentials=CredentialsBox(settings),
-            intake=Intake(redis, dispatcher, settings, assets),
+            intake=Intake(redis, dispatcher, assets),
+            canceller=Canceller(redis),
             dispatcher=dispatcher,
             limiter=RateLimiter(redis),
             brokers=brokers,

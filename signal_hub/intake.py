@@ -24,7 +24,6 @@ from rq import Queue, Worker
 from broker_workers.drain import drain_job
 from signal_hub import keys
 from signal_hub.errors import ApiError, Forbidden, NotFound, ValidationFailed
-from signal_hub.settings import Settings
 from signal_hub.store import new_id
 
 KNOWN_ASSETS_NOTE = "see GET /api/assets"
@@ -50,11 +49,11 @@ if type(chan.assets) == 'table' and #chan.assets > 0 then
   end
   if not listed then return {'err', 'asset_not_allowed'} end
 end
-local signal_id, channel_id, prefix, ttl = ARGV[1], ARGV[2], ARGV[10], tonumber(ARGV[9])
+local signal_id, channel_id, prefix, ttl = ARGV[1], ARGV[2], ARGV[9], tonumber(ARGV[8])
 local now = redis.call('TIME')
 local created_ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
 local deadline_ms = created_ms + tonumber(chan.max_signal_delay_ms)
-local by_broker, total = {}, 0
+local by_broker, brokers, total = {}, {}, 0
 for _, broker in ipairs(redis.call('SMEMBERS', KEYS[2])) do
   local work = prefix .. 'work:' .. signal_id .. ':' .. broker
   local n = 0
@@ -63,19 +62,23 @@ for _, broker in ipairs(redis.call('SMEMBERS', KEYS[2])) do
     redis.call('EXPIRE', work, ttl)
     redis.call('ZADD', KEYS[6], deadline_ms, signal_id .. '|' .. broker)
   end
-  if n > 0 then by_broker[broker] = n end
+  if n > 0 then
+    by_broker[broker] = n
+    brokers[#brokers + 1] = broker
+  end
   total = total + n
 end
 redis.call('HSET', KEYS[3], 'channel_id', channel_id, 'sender_id', ARGV[3], 'asset', ARGV[4],
   'direction', ARGV[5], 'expiry_seconds', ARGV[6], 'created_ms', created_ms,
-  'deadline_ms', deadline_ms, 'status', 'active', 'total', total)
+  'deadline_ms', deadline_ms, 'status', 'active', 'total', total,
+  'brokers', table.concat(brokers, ','))
 redis.call('EXPIRE', KEYS[3], ttl)
 local ack = cjson.encode({ok = true, signal_id = signal_id, deadline_ms = deadline_ms,
   fanout = {total = total, by_broker = by_broker}})
 if dedupe_key ~= '' then redis.call('SET', dedupe_key, ack, 'EX', ttl) end
 local record = cjson.encode({id = signal_id, channel_id = channel_id, sender_id = ARGV[3],
   asset = ARGV[4], direction = ARGV[5], expiry_seconds = tonumber(ARGV[6]),
-  client_signal_id = ARGV[8], created_ms = created_ms, deadline_ms = deadline_ms,
+  client_signal_id = ARGV[7], created_ms = created_ms, deadline_ms = deadline_ms,
   fanout = {total = total, by_broker = by_broker}, status = 'active'})
 redis.call('XADD', KEYS[5], '*', 'kind', 'signal', 'data', record)
 return {'ok', ack}
@@ -185,7 +188,6 @@ class Intake:
         self,
         redis: Redis,
         dispatcher: Dispatcher,
-        settings: Settings,
         tradable_assets: set[str],
     ) -> None:
         self.redis = redis
@@ -218,7 +220,6 @@ class Intake:
                 signal.asset,
                 signal.direction,
                 signal.expiry_seconds,
-                "",  # created_ms: stamped by Redis' clock inside the script
                 signal.client_signal_id or "",
                 keys.SIGNAL_TTL_S,
                 keys.PREFIX,

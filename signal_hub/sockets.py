@@ -100,6 +100,13 @@ class ProviderNamespace(_Authenticated):
         await self.enter_room(sid, channel_room(data["channel_id"]))
         return ack
 
+    async def on_cancel(self, sid: str, data: Any = None) -> dict[str, Any]:
+        principal = await self.principal(sid)
+        try:
+            return await self.hub.canceller.cancel(principal.user_id, data)
+        except ApiError as exc:
+            return error_ack(exc)
+
     async def on_join(self, sid: str, data: Any = None) -> dict[str, Any]:
         """Join a channel's room (e.g. one created after connecting)."""
         principal = await self.principal(sid)

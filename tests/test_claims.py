@@ -34,7 +34,7 @@ async def expand(redis: Redis, signal_id: str, channel_id: str, client_id: str =
     status, body = await script(
         keys=[keys.channel(channel_id), keys.directory_brokers(channel_id), keys.signal(signal_id),
               dedupe, keys.RESULTS, keys.ACTIVE],
-        args=[signal_id, channel_id, "prov", "EURUSD", "CALL", 60, "", client_id,
+        args=[signal_id, channel_id, "prov", "EURUSD", "CALL", 60, client_id,
               keys.SIGNAL_TTL_S, keys.PREFIX],
     )  # fmt: skip
     return [status, body]
@@ -64,7 +64,7 @@ async def test_expand_refuses_strangers_and_dedupes_resends(redis: Redis) -> Non
     status, body = await script(
         keys=[keys.channel("c1"), keys.directory_brokers("c1"), keys.signal("x"), "",
               keys.RESULTS, keys.ACTIVE],
-        args=["x", "c1", "mallory", "EURUSD", "CALL", 60, "", "", 60, keys.PREFIX],
+        args=["x", "c1", "mallory", "EURUSD", "CALL", 60, "", 60, keys.PREFIX],
     )  # fmt: skip
     assert (status, body) == ("err", "forbidden")
     assert not await redis.exists(keys.signal("x"))
@@ -145,3 +145,37 @@ async def test_max_trades_per_day_is_counted_atomically(redis: Redis) -> None:
         verdicts += v
     assert verdicts == ["go", "go", "max_trades_per_day"]
     assert await redis.hget(keys.daily("s0", day), "trades") == "2"
+
+
+async def test_cancel_ends_waiting_work_and_stops_claimed_work_at_the_gate(redis: Redis) -> None:
+    import pytest
+
+    from signal_hub.cancel import Canceller
+    from signal_hub.errors import Forbidden, NotFound
+
+    await seed_channel(redis, "c1", 10, delay_ms=60_000)
+    await expand(redis, "sig1", "c1")
+    book = ClaimBook(redis, "w1", "paper")
+    await beat(redis, "w1")
+    day = keys.utc_day()
+    _, claimed = await book.claim("sig1", 3, day)
+    canceller = Canceller(redis)
+
+    with pytest.raises(Forbidden):
+        await canceller.cancel("mallory", {"signal_id": "sig1"})
+    with pytest.raises(NotFound):
+        await canceller.cancel("prov", {"signal_id": "nope"})
+    assert await redis.hget(keys.signal("sig1"), "status") == "active"
+
+    ack = await canceller.cancel("prov", {"signal_id": "sig1"})
+    assert ack == {"ok": True, "signal_id": "sig1", "cancellable": 10}
+    assert (await canceller.cancel("prov", {"signal_id": "sig1"}))["cancellable"] == 0
+    verdicts, _ = await book.mark_sending("sig1", [(c.subscription_id, 0) for c in claimed], day, 0)
+    assert verdicts == ["cancelled"] * 3
+
+    records = [json.loads(e[1]["data"]) for e in await redis.xrange(keys.RESULTS)
+               if e[1]["kind"] == "execution"]  # fmt: skip
+    assert len(records) == 7 and {(r["status"], r["reason"]) for r in records} == {
+        ("skipped", "cancelled")
+    }
+    assert {r["subscription_id"] for r in records}.isdisjoint(c.subscription_id for c in claimed)
