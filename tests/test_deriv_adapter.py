@@ -1,0 +1,431 @@
+"""The Deriv adapter against the simulator running as a real uvicorn process.
+
+Deadlines are generous and nothing asserts on timing: the machine may be slow and noisy.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import time
+from collections.abc import AsyncIterator, Iterator
+from decimal import Decimal
+from typing import Any
+
+import httpx
+import pytest
+from loguru import logger
+
+from broker_workers import price_feed
+from broker_workers.adapters import resolve_adapter
+from broker_workers.adapters.base import Account, BrokerAdapter, Order, RejectedError
+from broker_workers.adapters.deriv import DerivBroker, RateBudget
+from broker_workers.deriv_sim.process import RunningSimulator, running_simulator
+from signal_hub.settings import load_settings
+
+SEED = 5
+_ids = itertools.count(1)
+
+
+@pytest.fixture(scope="module")
+def sim() -> Iterator[RunningSimulator]:
+    with running_simulator({"PRICE_SEED": str(SEED)}) as running:
+        yield running
+
+
+@pytest.fixture
+async def http(sim: RunningSimulator) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(base_url=sim.http_url, timeout=10) as client:
+        assert (await client.post("/_sim/reset")).status_code == 200
+        yield client
+
+
+@pytest.fixture
+async def broker(sim: RunningSimulator, http: httpx.AsyncClient) -> AsyncIterator[DerivBroker]:
+    adapter = DerivBroker(load_settings({"DERIV_WS_URL": sim.ws_url, "DERIV_APP_ID": "1089"}))
+    adapter.reply_timeout_s = 2.0
+    adapter.backoff_base_s = 0.05
+    adapter.reconcile_delay_s = 0.1
+    yield adapter
+    await adapter.close()
+
+
+async def make_account(http: httpx.AsyncClient, name: str, balance: float = 100) -> Account:
+    token = f"tok-{name}-{next(_ids)}"
+    response = await http.post("/_sim/accounts", json={"token": token, "balance": balance})
+    assert response.status_code == 201
+    return Account(account_id=f"acct-{name}", credentials={"token": token})
+
+
+def ghost(name: str = "ghost") -> Account:
+    return Account(account_id=f"acct-{name}", credentials={"token": f"tok-unknown-{next(_ids)}"})
+
+
+def order(account: Account, **overrides: Any) -> Order:
+    n = next(_ids)
+    fields: dict[str, Any] = {
+        "client_order_id": f"trade-{n}",
+        "signal_id": "sig-1",
+        "subscription_id": f"sub-{n}",
+        "account": account,
+        "asset": "R_100",
+        "direction": "CALL",
+        "expiry_seconds": 60,
+        "stake": Decimal("0.35"),
+        "deadline_ms": int(time.time() * 1000) + 30_000,
+    }
+    return Order(**{**fields, **overrides})
+
+
+async def purchases(http: httpx.AsyncClient) -> list[dict[str, Any]]:
+    return list((await http.get("/_sim/purchases")).json()["purchases"])
+
+
+async def faults(http: httpx.AsyncClient, **plan: Any) -> None:
+    assert (await http.post("/_sim/faults", json=plan)).status_code == 200
+
+
+async def balance_of(http: httpx.AsyncClient, loginid: str) -> float:
+    listed = (await http.get("/_sim/accounts")).json()["accounts"]
+    return float(next(a["balance"] for a in listed if a["loginid"] == loginid))
+
+
+def test_registered_and_shaped_like_the_protocol() -> None:
+    assert resolve_adapter("deriv") is DerivBroker
+    adapter = DerivBroker(load_settings({}))
+    assert isinstance(adapter, BrokerAdapter)
+    caps = DerivBroker.capabilities
+    assert caps["min_stake"] == Decimal("0.35")
+    assert caps["max_orders_per_request"] == 100
+    assert caps["assets"]["EURUSD"] == "frxEURUSD"
+    assert caps["assets"]["R_75"] == "R_75"
+    assert "app_id=" in adapter.url
+
+
+async def test_placed_keeps_the_stake_and_tags_the_purchase(
+    broker: DerivBroker, http: httpx.AsyncClient
+) -> None:
+    me = await make_account(http, "me")
+    await broker.open([me])
+    o = order(me)
+    [fill] = await broker.buy([o])
+    assert fill.status == "placed"
+    assert fill.stake == Decimal("0.35")
+    assert fill.payout == Decimal("0.68")
+    [made] = await purchases(http)
+    assert made["call"] == "buy"  # the session's own account: a single buy
+    assert made["contract_id"] == int(fill.contract_id or 0)
+    assert made["amount"] == 0.35
+    assert made["passthrough"] == {
+        "client_order_id": o.client_order_id,
+        "signal_id": o.signal_id,
+        "subscription_id": o.subscription_id,
+    }
+    assert await broker.find_purchase(o) == fill
+
+
+@pytest.mark.parametrize(
+    ("code", "reason"),
+    [
+        ("InvalidToken", "invalid_token"),
+        ("AuthorizationRequired", "invalid_token"),
+        ("InsufficientBalance", "insufficient_balance"),
+        ("MarketIsClosed", "market_closed"),
+        ("ContractBuyValidationError", "invalid_contract"),
+        ("OfferingsValidationError", "invalid_contract"),
+        ("InputValidationFailed", "invalid_contract"),
+        ("InvalidContractProposal", "invalid_contract"),
+        ("PriceMoved", "price_moved"),
+        ("ContractCreationFailure", "broker_error"),
+    ],
+)
+async def test_each_error_code_has_its_reason(
+    broker: DerivBroker, http: httpx.AsyncClient, code: str, reason: str
+) -> None:
+    me = await make_account(http, "me")
+    other = await make_account(http, "other")
+    await broker.open([me])
+    await faults(http, error_queue=[code, code])
+    single, multi = await asyncio.gather(broker.buy([order(me)]), broker.buy([order(other)]))
+    assert (single[0].status, single[0].reason) == ("rejected", reason)
+    assert (multi[0].status, multi[0].reason) == ("rejected", reason)
+    assert await purchases(http) == []
+
+
+async def test_refusals_from_the_broker_itself(
+    broker: DerivBroker, http: httpx.AsyncClient
+) -> None:
+    me = await make_account(http, "me", balance=0.5)
+    poor = await make_account(http, "poor", balance=0.1)
+    await broker.open([me])
+    await faults(http, closed_symbols=["frxEURUSD"])
+    fills = await broker.buy(
+        [
+            order(poor),
+            order(ghost(), signal_id="sig-2"),
+            order(me, asset="EURUSD"),
+            order(me, asset="XAUUSD"),
+            order(me, stake=Decimal("0.34"), signal_id="sig-3"),
+        ]
+    )
+    assert [(f.status, f.reason) for f in fills] == [
+        ("rejected", "insufficient_balance"),
+        ("rejected", "invalid_token"),
+        ("rejected", "market_closed"),
+        ("rejected", "invalid_contract"),  # not a Deriv asset: never sent
+        ("rejected", "invalid_contract"),  # under Deriv's minimum stake
+    ]
+    assert await purchases(http) == []
+
+
+async def test_multi_account_buy_with_receipts_and_errors(
+    broker: DerivBroker, http: httpx.AsyncClient
+) -> None:
+    session = await make_account(http, "session")
+    rich = await make_account(http, "rich")
+    poor = await make_account(http, "poor", balance=0.2)
+    rich2 = await make_account(http, "rich2")
+    await broker.open([session])
+    orders = [order(rich), order(poor), order(ghost()), order(rich2)]
+    fills = await broker.buy(orders)
+    assert [(f.client_order_id, f.status, f.reason) for f in fills] == [
+        (orders[0].client_order_id, "placed", None),
+        (orders[1].client_order_id, "rejected", "insufficient_balance"),
+        (orders[2].client_order_id, "rejected", "invalid_token"),
+        (orders[3].client_order_id, "placed", None),
+    ]
+    made = await purchases(http)
+    assert {p["call"] for p in made} == {"buy_contract_for_multiple_accounts"}
+    for p in made:  # one request; its passthrough maps every token back to its order
+        passthrough = p["passthrough"]
+        assert passthrough["signal_id"] == "sig-1"
+        coid = passthrough["client_order_ids"][p["token_index"]]
+        fill = next(f for f in fills if f.client_order_id == coid)
+        assert fill.contract_id == str(p["contract_id"])
+    assert len({p["token_index"] for p in made}) == 2
+
+
+async def test_large_groups_are_split_within_deriv_limits(
+    broker: DerivBroker, http: httpx.AsyncClient
+) -> None:
+    session = await make_account(http, "session")
+    accounts = [await make_account(http, f"s{i}") for i in range(130)]
+    await broker.open([session])
+    fills = await broker.buy([order(a) for a in accounts])
+    assert all(f.status == "placed" for f in fills)
+    made = await purchases(http)
+    assert len(made) == 130
+    requests: dict[str, int] = {}
+    for p in made:
+        key = p["passthrough"]["client_order_ids"][0]
+        requests[key] = requests.get(key, 0) + 1
+    assert all(n <= 100 for n in requests.values())
+    assert len(requests) >= 2
+
+
+async def test_replies_are_matched_by_req_id_not_arrival(
+    broker: DerivBroker, http: httpx.AsyncClient
+) -> None:
+    me = await make_account(http, "me")
+    await broker.open([me])
+    await faults(http, seed=3, latency_ms=5, jitter_ms=80)
+    orders = [order(me, asset=a) for a in ("R_10", "R_25", "R_50", "R_75", "R_100", "EURUSD")]
+    fills = await broker.buy(orders)
+    by_order = {p["passthrough"]["client_order_id"]: p for p in await purchases(http)}
+    for o, fill in zip(orders, fills, strict=True):
+        assert fill.client_order_id == o.client_order_id
+        assert fill.contract_id == str(by_order[o.client_order_id]["contract_id"])
+        assert by_order[o.client_order_id]["symbol"] == DerivBroker.capabilities["assets"][o.asset]
+
+
+async def test_dropped_socket_reconnects_and_buys_once(
+    broker: DerivBroker, http: httpx.AsyncClient
+) -> None:
+    me = await make_account(http, "me")
+    await broker.open([me])
+    assert broker.connections_opened == 1
+    await faults(http, disconnect_after_messages=1)  # the buy's socket closes, unprocessed
+    [fill] = await broker.buy([order(me)])
+    assert fill.status == "placed"
+    assert broker.connections_opened >= 2
+    assert len(await purchases(http)) == 1
+
+
+async def test_lost_reply_is_reconciled_without_a_second_purchase(
+    broker: DerivBroker, http: httpx.AsyncClient
+) -> None:
+    me = await make_account(http, "me")
+    await broker.open([me])
+    await faults(http, drop_after_debit_rate=1)
+    o = order(me)
+    [fill] = await broker.buy([o])
+    [made] = await purchases(http)
+    assert fill.status == "placed"
+    assert fill.contract_id == str(made["contract_id"])
+    assert fill.stake == Decimal("0.35")
+    assert await broker.find_purchase(o) == fill
+
+
+async def test_lost_multi_account_reply_is_reconciled_per_account(
+    broker: DerivBroker, http: httpx.AsyncClient
+) -> None:
+    session = await make_account(http, "session")
+    a, b = await make_account(http, "a"), await make_account(http, "b")
+    await broker.open([session])
+    await faults(http, drop_after_debit_rate=1)
+    orders = [order(a), order(b), order(a, signal_id="sig-2", direction="PUT")]
+    fills = await broker.buy(orders)
+    made = await purchases(http)
+    assert len(made) == 3
+    assert all(f.status == "placed" for f in fills)
+    assert sorted(f.contract_id or "" for f in fills) == sorted(str(p["contract_id"]) for p in made)
+
+
+async def test_find_purchase_by_details_after_a_restart(
+    broker: DerivBroker, http: httpx.AsyncClient, sim: RunningSimulator
+) -> None:
+    me = await make_account(http, "me")
+    await broker.open([me])
+    bought, never = order(me), order(me, direction="PUT")
+    [fill] = await broker.buy([bought])
+    fresh = DerivBroker(load_settings({"DERIV_WS_URL": sim.ws_url}))  # no memory of receipts
+    try:
+        assert await fresh.find_purchase(bought) == fill
+        assert await fresh.find_purchase(never) is None
+        assert await fresh.find_purchase(order(me)) is None  # same details, contract taken
+    finally:
+        await fresh.close()
+
+
+async def test_our_rate_budget_is_honoured(broker: DerivBroker, http: httpx.AsyncClient) -> None:
+    me = await make_account(http, "me")
+    await broker.open([me])
+    broker.budget = RateBudget(per_minute=2, per_hour=100)
+    soon = int(time.time() * 1000) + 10_000  # the third token comes back in 30 s: too late
+    fills = await broker.buy(
+        [order(me, asset=a, deadline_ms=soon) for a in ("R_10", "R_25", "R_50")]
+    )
+    assert sorted((f.status, f.reason) for f in fills) == [
+        ("failed", "rate_limited"),
+        ("placed", None),
+        ("placed", None),
+    ]
+    assert len(await purchases(http)) == 2
+
+
+async def test_rate_limit_answers_are_retried_until_the_deadline(
+    broker: DerivBroker, http: httpx.AsyncClient
+) -> None:
+    me = await make_account(http, "me")
+    await broker.open([me])
+    await faults(http, error_queue=["RateLimit", "RateLimit"])
+    [fill] = await broker.buy([order(me)])
+    assert fill.status == "placed"
+
+    await faults(http, buys_per_minute=1)
+    soon = int(time.time() * 1000) + 3000
+    fills = await broker.buy([order(me, asset=a, deadline_ms=soon) for a in ("R_10", "R_25")])
+    assert sorted((f.status, f.reason) for f in fills) == [
+        ("failed", "rate_limited"),
+        ("placed", None),
+    ]
+    assert len(await purchases(http)) == 2
+
+
+async def test_nothing_is_sent_after_the_deadline(
+    broker: DerivBroker, http: httpx.AsyncClient
+) -> None:
+    me = await make_account(http, "me")
+    await broker.open([me])
+    [fill] = await broker.buy([order(me, deadline_ms=int(time.time() * 1000) - 1)])
+    assert (fill.status, fill.reason) == ("skipped", "expired")
+    assert await purchases(http) == []
+
+
+async def test_settlement_won_and_lost_through_outcome(
+    broker: DerivBroker, http: httpx.AsyncClient
+) -> None:
+    me = await make_account(http, "me", balance=10)
+    other = await make_account(http, "other", balance=10)
+    await broker.open([me])
+    up, down = order(me, expiry_seconds=2), order(other, expiry_seconds=2, direction="PUT")
+    fills = await broker.buy([up, down])
+    assert await broker.outcome(me, fills[0].contract_id or "") is None  # still open
+    outcomes = []
+    for account, o, fill in zip((me, other), (up, down), fills, strict=True):
+        result = None
+        for _ in range(150):
+            result = await broker.outcome(account, fill.contract_id or "")
+            if result is not None:
+                break
+            await asyncio.sleep(0.1)
+        assert result is not None
+        start = (fill.broker_time_ms or 0) // 1000
+        entry = price_feed.price("R_100", (fill.broker_time_ms or 0), SEED)
+        exit_ = price_feed.price("R_100", (start + 2) * 1000, SEED)
+        expected, profit = price_feed.settle(
+            o.direction, entry, exit_, 0.35, float(fill.payout or 0)
+        )
+        assert (result.outcome, result.profit) == (expected, Decimal(str(profit)))
+        assert result.settled_at_ms == (start + 2) * 1000
+        outcomes.append(result.outcome)
+    if fills[0].broker_time_ms == fills[1].broker_time_ms and "refund" not in outcomes:
+        assert sorted(outcomes) == ["lost", "won"]  # same asset and seconds, opposite sides
+    want: dict[str, Decimal] = {}
+    for account, fill, outcome in zip((me, other), fills, outcomes, strict=True):
+        credit = {"won": fill.payout, "lost": Decimal(0), "refund": fill.stake}[outcome]
+        want[account.account_id] = Decimal("10") - Decimal("0.35") + (credit or 0)
+    # each credited once, and an account whose token Deriv refuses is left out
+    assert await broker.balances([me, other, ghost()]) == want
+    with pytest.raises(RejectedError):
+        await broker.outcome(other, fills[0].contract_id or "")  # not that account's contract
+
+
+async def test_keep_alive_and_reconnect_after_an_idle_close(
+    broker: DerivBroker, http: httpx.AsyncClient
+) -> None:
+    me = await make_account(http, "me")
+    broker.ping_interval_s = 0.2
+    await broker.open([me])
+    await faults(http, idle_timeout_s=1.5)
+    await asyncio.sleep(2.5)  # pings keep the session open across the idle limit
+    assert broker.connections_opened == 1
+
+    broker.ping_interval_s = 600  # no pings for the next connection: the broker drops it
+    await faults(http, idle_timeout_s=0.5)
+    await broker.buy([order(me, asset="R_10")])  # forces a message, then the connection idles
+    for _ in range(200):
+        if broker.connections_opened >= 2:
+            break
+        await asyncio.sleep(0.05)
+    await faults(http)
+    [fill] = await broker.buy([order(me)])
+    assert fill.status == "placed"
+    assert broker.connections_opened >= 2
+
+
+async def test_tokens_stay_out_of_logs_and_errors(
+    broker: DerivBroker, http: httpx.AsyncClient
+) -> None:
+    lines: list[str] = []
+    sink = logger.add(lines.append, level="DEBUG")
+    try:
+        me = await make_account(http, "me")
+        bad = ghost()
+        await broker.open([bad, me])  # the first token is refused, the second authorizes
+        await faults(http, drop_after_debit_rate=1)
+        fills = await broker.buy([order(me), order(bad)])
+        assert [f.status for f in fills] == ["placed", "rejected"]
+        assert await broker.balances([bad]) == {}
+        with pytest.raises(RejectedError) as refused:
+            await broker.outcome(bad, "1")
+    finally:
+        logger.remove(sink)
+    text = "\n".join(lines) + str(refused.value) + repr(bad) + repr(me)
+    assert lines
+    for secret in (_token(me), _token(bad)):
+        assert secret not in text
+
+
+def _token(account: Account) -> str:
+    return account.credentials["token"]
