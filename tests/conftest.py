@@ -35,13 +35,15 @@ def unit_redis_url() -> str:
 
 @pytest.fixture(scope="session")
 def system() -> Iterator[System]:
-    """Hub and a paper worker pool, real processes, for the whole session.
+    """Hub, paper and Deriv worker pools and the Deriv simulator: real processes, one session.
 
     Tests share it and keep apart by creating their own users and channels.
     """
     with running_system(SYSTEM_DB, LOG_DIR / "system") as system:
         system.start_hub()
         system.start_pool("paper", workers=2)
+        system.start_deriv_sim()
+        system.start_pool("deriv", workers=1)
         yield system
 
 

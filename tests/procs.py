@@ -71,6 +71,7 @@ class System:
     log_dir: Path
     procs: list[Proc] = field(default_factory=list)
     port: int = 0
+    sim_port: int = 0
 
     @property
     def base_url(self) -> str:
@@ -104,6 +105,25 @@ class System:
             what=f"hub on {self.port}: {proc.tail()}",
         )
         return proc
+
+    def start_deriv_sim(self) -> Proc:
+        """The loopback Deriv simulator; pools started after it trade against it."""
+        self.sim_port = free_port()
+        proc = self.spawn(
+            "deriv_sim",
+            [sys.executable, "-m", "broker_workers.deriv_sim", "--port", str(self.sim_port)],
+        )
+        wait_until(
+            lambda: httpx.get(f"{self.sim_url}/_sim/faults", timeout=1).status_code == 200,
+            timeout=30,
+            what=f"deriv simulator: {proc.tail()}",
+        )
+        self.env["DERIV_WS_URL"] = f"ws://127.0.0.1:{self.sim_port}/websockets/v3"
+        return proc
+
+    @property
+    def sim_url(self) -> str:
+        return f"http://127.0.0.1:{self.sim_port}"
 
     def start_pool(self, broker: str, workers: int = 2) -> Proc:
         proc = self.spawn(

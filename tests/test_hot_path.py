@@ -256,3 +256,53 @@ async def test_settlement_updates_trades_stats_and_subscriber_feed(
     assert stats["execution_latency_ms"]["samples"] == 3
     public = api.ok("GET", f"/api/channels/{channel['id']}/stats")
     assert "pnl" not in public and public["settled_trades"] == 3
+
+
+async def test_mixed_brokers_place_settle_and_reach_the_broker_once(
+    system: System, api: Api
+) -> None:
+    """Paper and Deriv subscribers of one channel: each broker sees exactly one purchase per
+    subscriber, tagged with the trade, and every trade settles into the same events and stats."""
+    import httpx
+
+    provider = api.signup("provider")
+    channel = api.channel(provider)
+    for _ in range(2):
+        api.subscriber(channel["id"])
+    deriv = []
+    for i in range(3):
+        token = f"tok-{channel['id']}-{i}"
+        account = {"token": token, "balance": 1000, "currency": "USD"}
+        httpx.post(f"{system.sim_url}/_sim/accounts", json=account).raise_for_status()
+        stake = {"mode": "fixed", "amount": 0.35 if i == 0 else 2}
+        deriv.append(api.subscriber(channel["id"], stake, "deriv", {"token": token})[0])
+    watcher = await live(system.base_url, "/provider", provider)
+    try:
+        ack = await watcher.emit("signal", signal(channel["id"], asset="R_100", expiry_seconds=15))
+        assert ack["fanout"] == {"total": 5, "by_broker": {"paper": 2, "deriv": 3}}
+        await watcher.wait_for("5 executions", lambda: len(watcher.executions) >= 5)
+        await watcher.wait_for("5 settlements", lambda: len(watcher.settlements) >= 5, timeout=45)
+    finally:
+        await watcher.close()
+    by_user = {e["subscriber_id"]: e for e in watcher.executions}
+    assert len(watcher.executions) == 5 and {e["status"] for e in by_user.values()} == {"placed"}
+    assert {by_user[u.id]["broker"] for u in deriv} == {"deriv"}
+    assert by_user[deriv[0].id]["stake"] == 0.35  # decimals kept all the way to the broker
+
+    purchases = httpx.get(f"{system.sim_url}/_sim/purchases").json()["purchases"]
+    mine = [p for p in purchases if str(p.get("token", "")).startswith(f"tok-{channel['id']}")]
+    assert len(mine) == 3
+    assert sorted(p["amount"] for p in mine) == [0.35, 2, 2]
+    tagged = {str(p["passthrough"]) for p in mine}
+    for user in deriv:
+        assert any(by_user[user.id]["trade_id"] in t for t in tagged)
+
+    assert {s["trade_id"] for s in watcher.settlements} == {
+        e["trade_id"] for e in watcher.executions
+    }
+    wait_until(
+        lambda: (
+            api.ok("GET", f"/api/channels/{channel['id']}/stats", provider)["settled_trades"] == 5
+        ),
+        what="5 settled trades in the stats",
+    )

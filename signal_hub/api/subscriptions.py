@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -76,7 +77,8 @@ def _stake_doc(stake: FixedStake | PercentStake) -> dict[str, Any]:
 
 def _check_stake(hub: Hub, broker: str, stake: FixedStake | PercentStake) -> None:
     minimum = hub.brokers[broker]["min_stake"]
-    if isinstance(stake, FixedStake) and stake.amount < minimum:
+    # Decimal from the text of the number: the float 0.35 is a hair below Decimal("0.35").
+    if isinstance(stake, FixedStake) and Decimal(str(stake.amount)) < minimum:
         raise ValidationFailed(
             f"The minimum stake on {broker} is {minimum}.", "stake_below_minimum"
         )
