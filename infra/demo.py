@@ -15,6 +15,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -157,7 +158,10 @@ def run_demo() -> None:
     settings = get_settings()
     if ensure_redis(settings.redis_url):
         print(f"Started a local Redis at {settings.redis_url}")
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    # The Procfile names uvicorn, rq and python: the ones of this environment.
+    path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "PATH": path}
+    env.setdefault("SIGNUP_RATE_LIMIT_PER_MIN", "1000")  # the seed signs up every demo user
     procs = subprocess.Popen(
         [sys.executable, "-m", "honcho", "start", *PROCESSES], env=env, start_new_session=True
     )

@@ -617,7 +617,8 @@ class DerivBroker:
             contract_id=str(receipt["contract_id"]),
             stake=_money(receipt["buy_price"]),
             payout=_money(receipt["payout"]),
-            broker_time_ms=int(receipt["purchase_time"]) * 1000,
+            # Deriv stamps purchases to the whole second; the receipt's arrival is the finer bound.
+            broker_time_ms=max(int(receipt["purchase_time"]) * 1000, int(time.time() * 1000)),
         )
         self._remember_answer(fill)
         return fill
