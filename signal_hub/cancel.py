@@ -12,12 +12,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 from redis.asyncio import Redis
 
 from signal_hub import keys
-from signal_hub.errors import ApiError, Forbidden, NotFound, ValidationFailed
-from signal_hub.intake import describe_validation_error
+from signal_hub.errors import ApiError, Forbidden, NotFound
+from signal_hub.validation import validate
 
 CANCEL = """
 local sig = redis.call('HGETALL', KEYS[1])
@@ -85,12 +85,7 @@ class Canceller:
 
     async def cancel(self, sender_id: str, payload: Any) -> dict[str, Any]:
         """Cancel what is not yet sent; the ack says how many purchases that stopped."""
-        if not isinstance(payload, dict):
-            raise ValidationFailed("cancel needs {signal_id}.")
-        try:
-            request = CancelIn.model_validate(payload)
-        except ValidationError as exc:
-            raise ValidationFailed(describe_validation_error(exc)) from None
+        request = validate(CancelIn, payload, "{signal_id}")
         status, value = await self._cancel(
             keys=[
                 keys.signal(request.signal_id),

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import anyio.to_thread
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 from redis import Redis as SyncRedis
 from redis.asyncio import Redis
 from rq import Queue, Worker
@@ -25,6 +25,7 @@ from broker_workers.drain import drain_job
 from signal_hub import keys
 from signal_hub.errors import ApiError, Forbidden, NotFound, ValidationFailed
 from signal_hub.store import new_id
+from signal_hub.validation import validate
 
 KNOWN_ASSETS_NOTE = "see GET /api/assets"
 
@@ -104,26 +105,12 @@ class SignalIn(BaseModel):
 
 
 def parse_signal(payload: Any, tradable_assets: set[str]) -> SignalIn:
-    if not isinstance(payload, dict):
-        raise ValidationFailed("A signal is an object: {channel_id, asset, direction, ...}.")
-    try:
-        signal = SignalIn.model_validate(payload)
-    except ValidationError as exc:
-        raise ValidationFailed(describe_validation_error(exc)) from None
+    signal = validate(SignalIn, payload, "{channel_id, asset, direction, expiry_seconds}")
     if signal.asset not in tradable_assets:
         raise ValidationFailed(
             f"Unknown asset {signal.asset!r}; {KNOWN_ASSETS_NOTE}.", "unknown_asset"
         )
     return signal
-
-
-def describe_validation_error(exc: ValidationError) -> str:
-    """One readable sentence naming each offending field."""
-    parts = []
-    for error in exc.errors(include_url=False, include_input=False):
-        where = ".".join(str(p) for p in error["loc"]) or "body"
-        parts.append(f"{where}: {error['msg']}")
-    return "Invalid input: " + "; ".join(parts) + "."
 
 
 @dataclass

@@ -7,14 +7,14 @@ import math
 from datetime import datetime
 from typing import Any, TypeVar
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from signal_hub.auth import Principal, Role, bearer_token, require_role
-from signal_hub.errors import BadRequest, ValidationFailed
+from signal_hub.errors import BadRequest
 from signal_hub.hub import Hub
-from signal_hub.intake import describe_validation_error
+from signal_hub.validation import validate
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
 
@@ -53,10 +53,7 @@ async def body(request: Request, model: type[ModelT]) -> ModelT:
         raise BadRequest("The body is not valid JSON.", "invalid_json") from None
     if not isinstance(data, dict):
         raise BadRequest("The body must be a JSON object.", "invalid_json")
-    try:
-        return model.model_validate(data)
-    except ValidationError as exc:
-        raise ValidationFailed(describe_validation_error(exc)) from None
+    return validate(model, data, model.__name__)
 
 
 def plain(value: Any) -> Any:
