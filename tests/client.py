@@ -34,7 +34,7 @@ def assert_error(r: httpx.Response, status: int, code: str | None = None) -> dic
         assert trace not in r.text, (where, r.text)
     if code is not None:
         assert error["code"] == code, (where, body)
-    return error  # type: ignore[no-any-return]
+    return error
 
 
 def assert_no_secrets(r: httpx.Response, *secrets: str) -> None:

@@ -132,11 +132,13 @@ class System:
              "-w", "broker_workers.worker.BrokerWorker", "-u", redis_url(self.db)],
         )  # fmt: skip
         r = redis.Redis.from_url(redis_url(self.db), decode_responses=True)
+
+        def alive() -> bool:
+            ids = [str(w) for w in r.smembers(f"ctc:workers:{broker}")]
+            return sum(int(r.exists(f"ctc:worker:{w}")) for w in ids) >= workers
+
         wait_until(
-            lambda: (
-                sum(1 for w in r.smembers(f"ctc:workers:{broker}") if r.exists(f"ctc:worker:{w}"))
-                >= workers
-            ),
+            alive,
             timeout=30,
             what=f"{workers} {broker} workers: {proc.tail()}",
         )
