@@ -23,6 +23,7 @@ from redis.exceptions import ResponseError
 
 from signal_hub import keys
 from signal_hub.hub import Hub
+from signal_hub.sockets import channel_room, user_room
 
 READ_COUNT = 1000
 BLOCK_MS = 1000
@@ -127,9 +128,11 @@ class Relay:
                     by_user[record["subscriber_id"]].append(payload)
             sio = self.hub.sio
             for channel_id, payloads in by_channel.items():
-                await sio.emit(event, payloads, room=f"channel:{channel_id}", namespace="/provider")
+                await sio.emit(
+                    event, payloads, room=channel_room(channel_id), namespace="/provider"
+                )
             for user_id, payloads in by_user.items():
-                await sio.emit(event, payloads, room=f"user:{user_id}", namespace="/subscriber")
+                await sio.emit(event, payloads, room=user_room(user_id), namespace="/subscriber")
 
     async def _persist(self, by_kind: dict[str, list[dict[str, Any]]]) -> None:
         store = self.hub.store

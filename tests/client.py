@@ -94,6 +94,10 @@ class Api:
         assert r.status_code == status, f"{method} {path}: {r.status_code} {r.text}"
         return r.json() if r.content else None
 
+    def add_trader(self, provider: User, channel_id: str, trader: User) -> Any:
+        body = {"email": trader.email}
+        return self.ok("POST", f"/api/channels/{channel_id}/traders", provider, 201, json=body)
+
     def channel(self, provider: User, **fields: Any) -> dict[str, Any]:
         body = {"name": f"channel {uuid.uuid4().hex[:6]}", **fields}
         return self.ok("POST", "/api/channels", provider, 201, json=body)  # type: ignore[no-any-return]

@@ -10,8 +10,9 @@ import httpx
 import pytest
 from redis.asyncio import Redis
 
+from broker_workers.deriv_sim.process import RunningSimulator, running_simulator
 from tests.client import Api
-from tests.procs import System, redis_url, running_system
+from tests.procs import SIM_SEED, System, redis_url, running_system
 
 UNIT_DB = int(os.environ.get("TEST_REDIS_DB", "11"))
 SYSTEM_DB = UNIT_DB + 1
@@ -51,3 +52,18 @@ def system() -> Iterator[System]:
 def api(system: System) -> Iterator[Api]:
     with httpx.Client(base_url=system.base_url, timeout=10) as http:
         yield Api(http)
+
+
+@pytest.fixture(scope="module")
+def sim() -> Iterator[RunningSimulator]:
+    """A Deriv simulator of the module's own, on a free port."""
+    with running_simulator({"PRICE_SEED": str(SIM_SEED)}) as running:
+        yield running
+
+
+@pytest.fixture
+async def http(sim: RunningSimulator) -> AsyncIterator[httpx.AsyncClient]:
+    """The simulator's control API, reset before each test."""
+    async with httpx.AsyncClient(base_url=sim.http_url, timeout=10) as client:
+        assert (await client.post("/_sim/reset")).status_code == 200
+        yield client

@@ -19,6 +19,7 @@ import redis
 ROOT = Path(__file__).resolve().parent.parent
 REDIS_HOST = os.environ.get("TEST_REDIS_HOST", "127.0.0.1")
 REDIS_PORT = int(os.environ.get("TEST_REDIS_PORT", "6379"))
+SIM_SEED = 5  # the Deriv simulator's price seed in the tests that start their own
 
 
 def redis_url(db: int) -> str:

@@ -145,13 +145,7 @@ def test_channels_are_public_and_only_the_owner_sees_traders(api: Api) -> None:
     provider = api.signup("provider", display_name="Owner")
     trader = api.signup("provider")
     channel = api.channel(provider)
-    api.ok(
-        "POST",
-        f"/api/channels/{channel['id']}/traders",
-        provider,
-        201,
-        json={"email": trader.email},
-    )
+    api.add_trader(provider, channel["id"], trader)
     other_provider = api.signup("provider")
     subscriber = api.signup("subscriber")
 
@@ -798,13 +792,7 @@ async def test_signal_and_its_trades_are_for_the_channel_only(system: System, ap
     subscriber, _, _ = api.subscriber(channel["id"])
     stranger = api.signup("provider")
     trader = api.signup("provider")
-    api.ok(
-        "POST",
-        f"/api/channels/{channel['id']}/traders",
-        provider,
-        201,
-        json={"email": trader.email},
-    )
+    api.add_trader(provider, channel["id"], trader)
 
     watcher = await live(system.base_url, "/provider", provider)
     try:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import replace
 from decimal import Decimal
 from typing import Any
@@ -21,24 +21,11 @@ from broker_workers import price_feed
 from broker_workers.adapters import resolve_adapter
 from broker_workers.adapters.base import Account, BrokerAdapter, Order, RejectedError
 from broker_workers.adapters.deriv import DerivBroker, RateBudget
-from broker_workers.deriv_sim.process import RunningSimulator, running_simulator
+from broker_workers.deriv_sim.process import RunningSimulator
 from signal_hub.settings import load_settings
+from tests.procs import SIM_SEED as SEED
 
-SEED = 5
 _ids = itertools.count(1)
-
-
-@pytest.fixture(scope="module")
-def sim() -> Iterator[RunningSimulator]:
-    with running_simulator({"PRICE_SEED": str(SEED)}) as running:
-        yield running
-
-
-@pytest.fixture
-async def http(sim: RunningSimulator) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(base_url=sim.http_url, timeout=10) as client:
-        assert (await client.post("/_sim/reset")).status_code == 200
-        yield client
 
 
 @pytest.fixture

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -17,9 +17,9 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
 from broker_workers import price_feed
-from broker_workers.deriv_sim.process import RunningSimulator, running_simulator
+from broker_workers.deriv_sim.process import RunningSimulator
+from tests.procs import SIM_SEED as SEED
 
-SEED = 11
 SCHEMAS = {
     p.stem: jsonschema.Draft4Validator(json.loads(p.read_text()))
     for p in (Path(__file__).parent / "deriv_schemas").glob("*.json")
@@ -64,19 +64,6 @@ class Client:
             message = await self.recv()
             if message.get("req_id") == req_id:
                 return message
-
-
-@pytest.fixture(scope="module")
-def sim() -> Iterator[RunningSimulator]:
-    with running_simulator({"PRICE_SEED": str(SEED)}) as running:
-        yield running
-
-
-@pytest.fixture
-async def http(sim: RunningSimulator) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(base_url=sim.http_url, timeout=10) as client:
-        assert (await client.post("/_sim/reset")).status_code == 200
-        yield client
 
 
 @pytest.fixture

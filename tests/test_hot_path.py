@@ -154,8 +154,7 @@ async def test_named_trader_may_send_and_others_may_not(system: System, api: Api
     api.subscriber(channel["id"])
     trader = api.signup("provider")
     stranger = api.signup("provider")
-    api.ok("POST", f"/api/channels/{channel['id']}/traders", provider, 201,
-           json={"email": trader.email})  # fmt: skip
+    api.add_trader(provider, channel["id"], trader)
     as_trader = await live(system.base_url, "/provider", trader)
     as_stranger = await live(system.base_url, "/provider", stranger)
     try:
