@@ -2,7 +2,10 @@
 
 Each subscriber of a signal moves through ``state:{signal}`` in Redis:
 
-    (unclaimed) -> c|worker (claimed) -> s|worker (sending) -> d (done)
+    (unclaimed) -> c|worker (claimed) -> s|worker|stake (sending) -> d (done)
+
+A released claim goes back to ``r`` (unclaimed again); a released sending one waits in
+``orphans`` for the reaper, with its state unchanged.
 
 Every transition is one Lua script over a whole batch, so the cost per subscriber is a few
 in-server operations, and each is atomic:
@@ -13,7 +16,18 @@ in-server operations, and each is atomic:
   signal was cancelled or its deadline passed, refuses a worker whose heartbeat lapsed (the reaper
   may already own its claims), and counts the day's trades against ``max_trades_per_day``.
 - :data:`FINISH` writes each terminal record to the results stream once: a subscriber already
-  ``d`` is skipped, so a retry or a reaper racing a slow worker cannot add a second record.
+  ``d`` is skipped, so a retry or a reaper racing a slow worker cannot add a second record. A
+  placed contract is remembered as recorded for its account, so reconciling another order by its
+  details can never take it for its own.
+- :data:`RELEASE` gives up a worker's claims: claimed-but-unsent ones go back to the work set (or
+  end ``skipped`` when the deadline or a cancel leaves nothing to do), sending ones - maybe bought,
+  maybe not - go to ``orphans`` for the reaper to reconcile with the broker after the deadline,
+  when no one can buy them any more. A worker releases its own leftovers at the end of a drain
+  job; the reaper releases the claims of a worker whose heartbeat lapsed.
+
+Every script is safe to run twice (redis-py retries a command whose connection broke, and the
+first run may have happened): a repeated claim leaves the first batch to :data:`RELEASE`, a
+repeated gate answers ``go`` again without counting twice, a repeated finish writes nothing.
 """
 
 from __future__ import annotations
@@ -25,6 +39,7 @@ from typing import Any
 from redis.asyncio import Redis
 
 from signal_hub import keys
+from signal_hub.lua import END_UNSENT, NOW_MS
 
 CLAIM = """
 local sig = redis.call('HGETALL', KEYS[3])
@@ -67,10 +82,14 @@ elseif now_ms + tonumber(ARGV[2]) > tonumber(redis.call('HGET', KEYS[2], 'deadli
   verdict = 'expired'
 end
 local out = {}
-for i = 3, #ARGV, 3 do
-  local id, max_trades, daily_key = ARGV[i], tonumber(ARGV[i + 1]), ARGV[i + 2]
+for i = 3, #ARGV, 4 do
+  local id, max_trades, daily_key, sending = ARGV[i], tonumber(ARGV[i + 1]), ARGV[i + 2],
+    's|' .. worker .. '|' .. ARGV[i + 3]
+  local state = redis.call('HGET', KEYS[1], id)
   local result = verdict
-  if redis.call('HGET', KEYS[1], id) ~= 'c|' .. worker then
+  if state == sending and verdict == 'go' then
+    result = 'go'  -- this very call, retried after its answer was lost: already counted
+  elseif state ~= 'c|' .. worker then
     result = 'lost'
   elseif verdict == 'go' then
     if max_trades > 0 then
@@ -81,7 +100,7 @@ for i = 3, #ARGV, 3 do
         result = 'max_trades_per_day'
       end
     end
-    if result == 'go' then redis.call('HSET', KEYS[1], id, 's|' .. worker) end
+    if result == 'go' then redis.call('HSET', KEYS[1], id, sending) end
   end
   out[#out + 1] = result
 end
@@ -89,14 +108,20 @@ return {out, now_ms}
 """
 
 FINISH = """
-local written, member_prefix = 0, ARGV[1]
-for i = 2, #ARGV, 5 do
+local written, member_prefix, prefix = 0, ARGV[1], ARGV[2]
+for i = 3, #ARGV, 5 do
   local id, record, due = ARGV[i], ARGV[i + 1], ARGV[i + 2]
   local settle_member, undo_daily = ARGV[i + 3], ARGV[i + 4]
   if redis.call('HGET', KEYS[1], id) ~= 'd' then
     redis.call('HSET', KEYS[1], id, 'd')
     redis.call('XADD', KEYS[3], '*', 'kind', 'execution', 'data', record)
-    if settle_member ~= '' then redis.call('ZADD', KEYS[4], tonumber(due), settle_member) end
+    if settle_member ~= '' then
+      redis.call('ZADD', KEYS[4], tonumber(due), settle_member)
+      local placed = cjson.decode(settle_member)
+      local recorded = prefix .. 'recorded:' .. placed.account_id
+      redis.call('SADD', recorded, placed.contract_id)
+      redis.call('EXPIRE', recorded, 86400)
+    end
     if undo_daily ~= '' then redis.call('HINCRBY', undo_daily, 'trades', -1) end
     written = written + 1
   end
@@ -104,6 +129,48 @@ for i = 2, #ARGV, 5 do
 end
 return written
 """
+
+RELEASE = (
+    NOW_MS
+    + END_UNSENT
+    + """
+if ARGV[2] == '1' and redis.call('EXISTS', KEYS[2]) == 1 then return {} end
+local worker, prefix, margin, after = ARGV[1], ARGV[3], tonumber(ARGV[4]), tonumber(ARGV[5])
+local only_signal = ARGV[6]
+local now = now_ms()
+local sending = 's|' .. worker .. '|'
+local redrive, seen = {}, {}
+for _, member in ipairs(redis.call('SMEMBERS', KEYS[1])) do
+  local signal_id, broker, id = string.match(member, '^([^|]+)|([^|]+)|(.+)$')
+  if signal_id and (only_signal == '' or only_signal == signal_id) then
+    local sig = hash_of(redis.call('HGETALL', prefix .. 'sig:' .. signal_id))
+    local state = redis.call('HGET', prefix .. 'state:' .. signal_id, id) or ''
+    if sig.deadline_ms == nil then
+      -- the signal is gone (expired keys): nothing left to do for it
+    elseif state == 'c|' .. worker then
+      local deadline = tonumber(sig.deadline_ms)
+      if sig.status == 'cancelled' then
+        end_unsent(prefix, signal_id, sig, id, broker, 'cancelled', now, KEYS[3])
+      elseif now + margin > deadline then
+        end_unsent(prefix, signal_id, sig, id, broker, 'expired', now, KEYS[3])
+      else
+        redis.call('HSET', prefix .. 'state:' .. signal_id, id, 'r')
+        redis.call('SADD', prefix .. 'work:' .. signal_id .. ':' .. broker, id)
+        redis.call('ZADD', KEYS[5], deadline, signal_id .. '|' .. broker)
+        if not seen[signal_id .. '|' .. broker] then
+          seen[signal_id .. '|' .. broker] = true
+          redrive[#redrive + 1] = signal_id .. '|' .. broker
+        end
+      end
+    elseif string.sub(state, 1, #sending) == sending then
+      redis.call('ZADD', KEYS[4], tonumber(sig.deadline_ms) + after, member)
+    end
+    redis.call('SREM', KEYS[1], member)
+  end
+end
+return redrive
+"""
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,7 +206,10 @@ class Terminal:
 
 
 def _signal_info(signal_id: str, flat: list[str]) -> SignalInfo:
-    fields = dict(zip(flat[::2], flat[1::2], strict=True))
+    return signal_info(signal_id, dict(zip(flat[::2], flat[1::2], strict=True)))
+
+
+def signal_info(signal_id: str, fields: dict[str, str]) -> SignalInfo:
     return SignalInfo(
         signal_id=signal_id,
         channel_id=fields["channel_id"],
@@ -199,12 +269,13 @@ class ClaimBook:
         return _signal_info(signal_id, flat), claims
 
     async def mark_sending(
-        self, signal_id: str, items: list[tuple[str, int]], day: str, send_margin_ms: int
+        self, signal_id: str, items: list[tuple[str, int, str]], day: str, send_margin_ms: int
     ) -> tuple[list[str], int]:
-        """Per item (subscription id, max trades per day or 0): ``go`` or why not; Redis' now."""
+        """Per item (subscription id, max trades per day or 0, stake): ``go`` or why not; and
+        Redis' clock. The stake is kept in the state, for the reaper to reconcile with."""
         args: list[Any] = [self.worker_id, send_margin_ms]
-        for sub_id, max_trades in items:
-            args += [sub_id, max_trades, keys.daily(sub_id, day)]
+        for sub_id, max_trades, stake in items:
+            args += [sub_id, max_trades, keys.daily(sub_id, day), stake]
         verdicts, now_ms = await self._mark(
             keys=[
                 keys.state(signal_id),
@@ -219,7 +290,7 @@ class ClaimBook:
         """Publish each terminal record once; returns how many were new."""
         if not terminals:
             return 0
-        args: list[Any] = [self._member_prefix(signal_id)]
+        args: list[Any] = [self._member_prefix(signal_id), keys.PREFIX]
         for t in terminals:
             args += [
                 t.subscription_id,
@@ -238,3 +309,45 @@ class ClaimBook:
             args=args,
         )
         return written
+
+
+async def release(
+    redis: Redis,
+    worker_id: str,
+    *,
+    only_if_dead: bool,
+    send_margin_ms: int,
+    reconcile_after_ms: int,
+    signal_id: str = "",
+) -> list[tuple[str, str]]:
+    """Give up ``worker_id``'s claims (of ``signal_id`` only, when given); returns the
+    (signal, broker) pairs whose work set got subscribers back and needs a drain job.
+
+    ``only_if_dead``: do nothing while the worker's heartbeat lives (the reaper's call).
+    """
+    script = redis.register_script(RELEASE)
+    redrive: list[str] = await script(
+        keys=[
+            keys.claims(worker_id),
+            keys.worker_heartbeat(worker_id),
+            keys.RESULTS,
+            keys.ORPHANS,
+            keys.ACTIVE,
+        ],
+        args=[
+            worker_id,
+            "1" if only_if_dead else "0",
+            keys.PREFIX,
+            send_margin_ms,
+            reconcile_after_ms,
+            signal_id,
+        ],
+    )
+    pairs = [member.split("|", 1) for member in redrive]
+    return [(signal, broker) for signal, broker in pairs]
+
+
+async def recorded_contracts(redis: Redis, account_id: str) -> frozenset[str]:
+    """Contract ids already recorded for trades of ``account_id`` (see :data:`FINISH`)."""
+    members: Any = await redis.smembers(keys.recorded_contracts(account_id))
+    return frozenset(str(m) for m in members)

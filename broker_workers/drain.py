@@ -3,17 +3,26 @@
 One RQ job per (signal, broker, worker) - not per subscriber. Inside it, several lanes each loop
 claim -> process -> mark sending -> buy -> finish until the work set is empty, so broker round
 trips overlap and a batch costs a handful of Redis calls whatever its size.
+
+When the lanes are done the job releases whatever it still holds (a claim whose answer a Redis
+hiccup lost, a batch a lane failed on): unsent claims go back to the work set and are drained
+again, sent ones go to the reaper. On SIGTERM the lanes finish the batch in hand and take no
+new one; the work left is handed to the next worker with a new drain job.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field, replace
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypeVar
 
 from loguru import logger
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+from rq import Queue, get_current_job
 
 from broker_workers.adapters.base import (
     Account,
@@ -22,11 +31,13 @@ from broker_workers.adapters.base import (
     Fill,
     Order,
 )
-from broker_workers.claims import Claim, SignalInfo, Terminal
+from broker_workers.claims import Claim, SignalInfo, Terminal, recorded_contracts, release
 from broker_workers.process import Refusal, max_trades_per_day, needs_balance, precheck, stake_for
 from broker_workers.runtime import WorkerRuntime, current, set_current
 from signal_hub import keys
 from signal_hub.settings import get_settings
+
+T = TypeVar("T")
 
 # Verdicts of MARK_SENDING that end a subscriber without a purchase.
 _GATE_REFUSALS = {
@@ -43,24 +54,89 @@ def drain_job(signal_id: str, broker: str) -> int:
         runtime = WorkerRuntime(get_settings(), broker, f"adhoc-{broker}-{time.time_ns()}")
         runtime.start()
         set_current(runtime)
-    return runtime.run(drain(runtime, signal_id))
+    written = runtime.run(drain(runtime, signal_id))
+    if runtime.stopping and runtime.run(_work_left(runtime, signal_id)):
+        hand_over(signal_id, broker)
+    return written
+
+
+async def _work_left(rt: WorkerRuntime, signal_id: str) -> int:
+    return int(await rt.redis.scard(keys.work(signal_id, rt.broker)))
+
+
+def hand_over(signal_id: str, broker: str) -> None:
+    """A stopping worker leaves the rest of a signal's work to the next drain job."""
+    job = get_current_job()
+    if job is None:
+        return
+    Queue(keys.queue_name(broker), connection=job.connection).enqueue(
+        drain_job,
+        signal_id,
+        broker,
+        job_id=f"drain-{signal_id}-{broker}-handover-{time.time_ns()}",
+        result_ttl=0,
+        at_front=True,
+    )
+    logger.info("stopping: handed the rest of {} on {} over", signal_id, broker)
 
 
 async def drain(rt: WorkerRuntime, signal_id: str) -> int:
-    lanes = max(1, rt.settings.drain_concurrency)
-    written = await asyncio.gather(*(_lane(rt, signal_id) for _ in range(lanes)))
-    return sum(written)
+    """Run the lanes until the work set is empty, then release what is left; repeat while
+    releasing handed subscribers back (a claim whose answer was lost)."""
+    written = 0
+    while True:
+        lanes = max(1, rt.settings.drain_concurrency)
+        results = await asyncio.gather(
+            *(_lane(rt, signal_id) for _ in range(lanes)), return_exceptions=True
+        )
+        for result in results:
+            if isinstance(result, BaseException):
+                logger.opt(exception=result).error("a drain lane of {} failed", signal_id)
+            else:
+                written += result
+        redrive = await _with_retries(
+            lambda: release(
+                rt.redis,
+                rt.worker_id,
+                only_if_dead=False,
+                send_margin_ms=rt.settings.send_margin_ms,
+                reconcile_after_ms=rt.settings.reconcile_after_ms,
+                signal_id=signal_id,
+            )
+        )
+        if not redrive or rt.stopping:
+            return written
+        logger.warning("re-draining {} claims left of {}", len(redrive), signal_id)
 
 
 async def _lane(rt: WorkerRuntime, signal_id: str) -> int:
     written = 0
-    while True:
+    while not rt.stopping:
         signal, claims = await rt.claims.claim(
             signal_id, rt.settings.drain_batch_size, keys.utc_day()
         )
         if signal is None or not claims:
             return written
+        await rt.faults.reached("after_claim")
         written += await handle_batch(rt, signal, claims)
+        await rt.faults.reached("after_finish")
+    return written
+
+
+async def _with_retries(
+    call: Callable[[], Awaitable[T]], attempts: int = 8, first_wait_s: float = 0.05
+) -> T:
+    """Retry a Redis call that is safe to repeat through a longer outage than redis-py's own
+    retries cover: after a batch was bought, its records must not be dropped for a hiccup."""
+    wait = first_wait_s
+    for _ in range(attempts - 1):
+        try:
+            return await call()
+        except (RedisConnectionError, RedisTimeoutError) as exc:
+            logger.warning("redis unavailable ({}); retrying in {:.2f}s", type(exc).__name__, wait)
+            await asyncio.sleep(wait)
+            wait = min(wait * 2, 1.0)
+    return await call()
 
 
 @dataclass
@@ -148,28 +224,33 @@ async def handle_batch(rt: WorkerRuntime, signal: SignalInfo, claims: list[Claim
     if staked:
         verdicts, gate_ms = await rt.claims.mark_sending(
             signal.signal_id,
-            [(c.subscription_id, max_trades_per_day(c.subscription or {})) for c, _, _ in staked],
+            [
+                (c.subscription_id, max_trades_per_day(c.subscription or {}), str(stake))
+                for c, _, stake in staked
+            ],
             day,
             rt.settings.send_margin_ms,
         )
         for (claim, account, stake), verdict in zip(staked, verdicts, strict=True):
             if verdict == "go":
-                orders.append((claim, _order(signal, claim, account, stake)))
+                orders.append((claim, order_for(signal, claim, account, stake)))
             elif verdict in _GATE_REFUSALS:
                 refusal = _GATE_REFUSALS[verdict]
                 batch.end(claim, refusal.status, refusal.reason, gate_ms)
             # "lost": the claim is no longer ours; whoever holds it records it.
+        await rt.faults.reached("after_gate")
 
     # Send phase.
     if orders:
         fills = await _send(rt, [o for _, o in orders])
         for (claim, order), fill in zip(orders, fills, strict=True):
-            batch.terminals.append(_terminal_for_fill(rt, signal, claim, order, fill, day))
+            batch.terminals.append(terminal_for_fill(rt.broker, signal, claim, order, fill, day))
+        await rt.faults.reached("after_send")
 
-    return await rt.claims.finish(signal.signal_id, batch.terminals)
+    return await _with_retries(lambda: rt.claims.finish(signal.signal_id, batch.terminals))
 
 
-def _order(signal: SignalInfo, claim: Claim, account: Account, stake: Decimal) -> Order:
+def order_for(signal: SignalInfo, claim: Claim, account: Account, stake: Decimal) -> Order:
     return Order(
         client_order_id=keys.trade_id(signal.signal_id, claim.subscription_id),
         signal_id=signal.signal_id,
@@ -180,6 +261,7 @@ def _order(signal: SignalInfo, claim: Claim, account: Account, stake: Decimal) -
         expiry_seconds=signal.expiry_seconds,
         stake=stake,
         deadline_ms=signal.deadline_ms,
+        signal_created_ms=signal.created_ms,
     )
 
 
@@ -202,15 +284,17 @@ async def _send_chunk(rt: WorkerRuntime, orders: list[Order]) -> list[Fill]:
 
 
 async def _reconcile(rt: WorkerRuntime, order: Order) -> Fill:
-    found = await rt.adapter.find_purchase(order)
+    recorded = await recorded_contracts(rt.redis, order.account.account_id)
+    found = await rt.adapter.find_purchase(replace(order, recorded_contract_ids=recorded))
     return found or Fill(order.client_order_id, "failed", "broker_unreachable")
 
 
-def _terminal_for_fill(
-    rt: WorkerRuntime, signal: SignalInfo, claim: Claim, order: Order, fill: Fill, day: str
+def terminal_for_fill(
+    broker: str, signal: SignalInfo, claim: Claim, order: Order, fill: Fill, day: str
 ) -> Terminal:
+    """The record of a purchase's answer; a placed one also waits for settlement."""
     at_ms = fill.broker_time_ms or keys.now_ms()
-    record = execution_record(signal, claim, fill.status, fill.reason, at_ms, fill, rt.broker)
+    record = execution_record(signal, claim, fill.status, fill.reason, at_ms, fill, broker)
     if fill.status != "placed":
         counted = max_trades_per_day(claim.subscription or {}) > 0
         return Terminal(

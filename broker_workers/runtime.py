@@ -22,8 +22,10 @@ from redis.asyncio import Redis
 from broker_workers.adapters import resolve_adapter
 from broker_workers.adapters.base import Account, BrokerAdapter
 from broker_workers.claims import ClaimBook
+from broker_workers.faults import KillPoints
 from broker_workers.settlement import settlement_loop
 from signal_hub import keys
+from signal_hub.connections import redis_client
 from signal_hub.crypto import CredentialsBox, CredentialsError
 from signal_hub.settings import Settings
 
@@ -40,9 +42,12 @@ class WorkerRuntime:
         self._tasks: list[asyncio.Task[None]] = []
         self._box = CredentialsBox(settings)
         self._accounts: dict[str, tuple[str, Account]] = {}
+        # Set from the signal handler (SIGTERM): lanes finish the batch in hand, claim no more.
+        self.stopping = False
         self.redis: Redis
         self.adapter: BrokerAdapter
         self.claims: ClaimBook
+        self.faults: KillPoints
 
     def _run_loop(self) -> None:
         asyncio.set_event_loop(self.loop)
@@ -59,8 +64,9 @@ class WorkerRuntime:
         return future.result()
 
     async def _open(self) -> None:
-        self.redis = Redis.from_url(self.settings.redis_url, decode_responses=True)
+        self.redis = redis_client(self.settings.redis_url)
         self.claims = ClaimBook(self.redis, self.worker_id, self.broker)
+        self.faults = KillPoints(self.redis, self.settings.fault_injection)
         await self._beat()
         await self.redis.sadd(keys.workers(self.broker), self.worker_id)
         self.adapter = resolve_adapter(self.broker)(self.settings)  # type: ignore[call-arg]
@@ -116,7 +122,8 @@ class WorkerRuntime:
         await self.redis.aclose()
 
     def stop(self) -> None:
-        """Close the broker session and stop the loop; pending claims stay for the reaper."""
+        """Close the broker session and stop the loop. The drain jobs have released their
+        claims by now; the heartbeat goes, so anything left is the reaper's at once."""
         if self._thread.is_alive():
             try:
                 self.run(self._close())

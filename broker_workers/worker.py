@@ -33,14 +33,26 @@ def broker_of(queue_names: list[str]) -> str:
 
 
 class BrokerWorker(SimpleWorker):
+    """SIGTERM (or the pool's SIGINT) is RQ's warm shutdown: the job in hand runs to its end. The
+    runtime's ``stopping`` flag makes that end come soon: the drain lanes finish the batch they
+    hold, take no new one, and hand the rest of the signal to the next worker."""
+
+    _runtime: WorkerRuntime | None = None
+
     def work(self, *args: Any, **kwargs: Any) -> bool:
         settings = get_settings()
         configure_logging(settings, f"worker.{broker_of(self.queue_names())}")
         runtime = WorkerRuntime(settings, broker_of(self.queue_names()), self.name)
         runtime.start()
         set_current(runtime)
+        self._runtime = runtime
         try:
             return bool(super().work(*args, **kwargs))
         finally:
             set_current(None)
             runtime.stop()
+
+    def request_stop(self, signum: Any, frame: Any) -> None:
+        if self._runtime is not None:
+            self._runtime.stopping = True
+        super().request_stop(signum, frame)

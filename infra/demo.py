@@ -28,7 +28,8 @@ PROVIDER = {"email": "provider@demo.example.com", "password": "demo-provider-pas
 SUBSCRIBER_PASSWORD = "demo-subscriber-pass"  # noqa: S105 - demo accounts
 PAPER_SUBSCRIBERS = 20
 DERIV_SUBSCRIBERS = 5
-PROCESSES = ("web", "worker_paper", "worker_deriv", "deriv_sim")
+PROCESSES = ("web", "worker_paper", "worker_deriv", "reaper", "deriv_sim")
+DEMO_STORE = Path(__file__).resolve().parent.parent / ".demo" / "store.jsonl"  # gitignored
 
 
 def base_url() -> str:
@@ -76,7 +77,9 @@ def seed(url: str) -> dict[str, Any]:
         provider = signup(http, PROVIDER["email"], PROVIDER["password"], "provider", "Demo Desk")
         auth = {"Authorization": f"Bearer {provider['access_token']}"}
         channels = http.get("/api/channels?mine=1", headers=auth).json()["items"]
-        if channels:
+        if channels:  # seeded by an earlier run, kept in DEMO_STORE; the simulator forgot it
+            for i in range(DERIV_SUBSCRIBERS):
+                deriv_sim_account(f"demo-deriv-token-{i:03d}", 10_000)
             return {"channel": channels[0]}
         channel = http.post(
             "/api/channels",
@@ -162,6 +165,8 @@ def run_demo() -> None:
     path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "PATH": path}
     env.setdefault("SIGNUP_RATE_LIMIT_PER_MIN", "1000")  # the seed signs up every demo user
+    if not settings.mongodb_url:  # the embedded store, kept across demo runs
+        env.setdefault("EMBEDDED_STORE_PATH", str(DEMO_STORE))
     procs = subprocess.Popen(
         [sys.executable, "-m", "honcho", "start", *PROCESSES], env=env, start_new_session=True
     )

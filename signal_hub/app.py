@@ -1,8 +1,9 @@
 """The hub's ASGI application: REST under ``/api``, Socket.IO under ``/socket.io/``, the frontend.
 
 ``uvicorn signal_hub.app:app`` (the Procfile's ``web``). Start-up opens Redis and the store,
-creates the indexes, rebuilds the Redis directory from the store and starts the results relay;
-shutdown stops the relay after its current batch, so results stay in Redis until written.
+creates the indexes, rebuilds the Redis directory from the store and starts the results relay
+and the scheduler; shutdown (SIGTERM) lets the relay write and acknowledge the batch in hand, so
+every result is either in the store or still pending in Redis for the next hub.
 """
 
 from __future__ import annotations
@@ -31,8 +32,11 @@ from signal_hub.errors import ApiError
 from signal_hub.hub import Hub
 from signal_hub.logs import configure_logging
 from signal_hub.relay import Relay
+from signal_hub.scheduler import run_scheduler
 from signal_hub.settings import Settings, get_settings
 from signal_hub.sockets import ProviderNamespace, SubscriberNamespace, build_server
+
+RELAY_STOP_TIMEOUT_S = 10.0
 
 _HTTP_CODES = {
     404: ("not_found", "No such endpoint."),
@@ -88,13 +92,20 @@ def create_app(settings: Settings | None = None) -> socketio.ASGIApp:
         counts = await hub.directory.rebuild()
         logger.info("directory rebuilt from the store: {}", counts)
         consumer = f"{socket.gethostname()}-{os.getpid()}"
-        relay_task = asyncio.create_task(Relay(hub, consumer).run(), name="relay")
+        relay = Relay(hub, consumer)
+        relay_task = asyncio.create_task(relay.run(), name="relay")
+        scheduler_task = asyncio.create_task(run_scheduler(hub.redis, hub.intake), name="scheduler")
         try:
             yield
         finally:
-            relay_task.cancel()
+            scheduler_task.cancel()
+            relay.stop()
+            try:
+                await asyncio.wait_for(relay_task, RELAY_STOP_TIMEOUT_S)
+            except TimeoutError:
+                logger.error("relay did not stop in time; its batch stays pending in Redis")
             with contextlib.suppress(asyncio.CancelledError):
-                await relay_task
+                await scheduler_task
             await hub.close()
 
     routes: list[BaseRoute] = [*auth.routes, *channels.routes, *accounts.routes]

@@ -5,7 +5,11 @@ One Lua script marks the signal cancelled (the workers' send gate reads that fla
 every batch goes to a broker), takes every subscriber still waiting in the work sets and writes each
 one's terminal record, ``skipped``/``cancelled``, once. Subscribers already claimed but not yet
 sent will be turned away by the gate; they are counted as cancellable too. Purchases already sent
-stand: a binary option cannot be un-bought.
+stand: a binary option cannot be un-bought. A scheduled signal cancelled before its instant never
+fans out; its ack counts the subscribers it would have reached. Asking again gives the same answer.
+
+This is a broadcast in effect: no worker is told, every worker of every broker reads the flag in
+the same atomic step that would let it buy, so none can miss it and none can eat it.
 """
 
 from __future__ import annotations
@@ -16,14 +20,16 @@ from pydantic import BaseModel, ConfigDict, Field
 from redis.asyncio import Redis
 
 from signal_hub import keys
-from signal_hub.errors import ApiError, Forbidden, NotFound
+from signal_hub.errors import ApiError, Conflict, Forbidden, NotFound
+from signal_hub.lua import END_UNSENT, NOW_MS
 from signal_hub.validation import validate
 
-CANCEL = """
-local sig = redis.call('HGETALL', KEYS[1])
-if #sig == 0 then return {'err', 'signal_not_found'} end
-local s = {}
-for i = 1, #sig, 2 do s[sig[i]] = sig[i + 1] end
+CANCEL = (
+    NOW_MS
+    + END_UNSENT
+    + """
+local s = hash_of(redis.call('HGETALL', KEYS[1]))
+if s.channel_id == nil then return {'err', 'signal_not_found'} end
 local prefix, signal_id = ARGV[3], ARGV[1]
 local raw = redis.call('GET', prefix .. 'chan:' .. s.channel_id)
 local allowed = false
@@ -33,44 +39,42 @@ if raw then
   end
 end
 if not allowed then return {'err', 'forbidden'} end
-if s.status == 'cancelled' then return {'ok', 0} end
+if s.status == 'cancelled' then return {'ok', tonumber(s.cancellable or '0')} end
+if s.status ~= 'active' and s.status ~= 'scheduled' then return {'err', 'not_cancellable'} end
 redis.call('HSET', KEYS[1], 'status', 'cancelled')
-local now = redis.call('TIME')
-local now_ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
-local created_ms = tonumber(s.created_ms)
 local cancelled = 0
-for broker in string.gmatch(s.brokers or '', '[^,]+') do
-  local work = prefix .. 'work:' .. signal_id .. ':' .. broker
-  local ids = redis.call('SMEMBERS', work)
-  redis.call('DEL', work)
-  redis.call('ZREM', KEYS[4], signal_id .. '|' .. broker)
-  for _, id in ipairs(ids) do
-    if redis.call('HGET', KEYS[2], id) ~= 'd' then
-      redis.call('HSET', KEYS[2], id, 'd')
-      local entry = redis.call('GET', prefix .. 'sub:' .. id)
-      local sub = entry and cjson.decode(entry) or {}
-      redis.call('XADD', KEYS[3], '*', 'kind', 'execution', 'data', cjson.encode({
-        signal_id = signal_id, trade_id = signal_id .. '-' .. id, channel_id = s.channel_id,
-        subscription_id = id, subscriber_id = sub.user_id, account_id = sub.account_id,
-        broker = broker, asset = s.asset, direction = s.direction,
-        expiry_seconds = tonumber(s.expiry_seconds), status = 'skipped', reason = 'cancelled',
-        signal_created_ms = created_ms, executed_ms = now_ms,
-        latency_ms = now_ms - created_ms}))
-      cancelled = cancelled + 1
+if redis.call('ZREM', KEYS[5], signal_id) == 1 then
+  -- not fanned out yet: every subscriber the channel has now would have been bought for
+  for _, broker in ipairs(redis.call('SMEMBERS', prefix .. 'dirbrokers:' .. s.channel_id)) do
+    cancelled = cancelled + redis.call('SCARD', prefix .. 'dir:' .. s.channel_id .. ':' .. broker)
+  end
+else
+  local now = now_ms()
+  for broker in string.gmatch(s.brokers or '', '[^,]+') do
+    local work = prefix .. 'work:' .. signal_id .. ':' .. broker
+    local ids = redis.call('SMEMBERS', work)
+    redis.call('DEL', work)
+    redis.call('ZREM', KEYS[4], signal_id .. '|' .. broker)
+    for _, id in ipairs(ids) do
+      cancelled = cancelled
+        + end_unsent(prefix, signal_id, s, id, broker, 'cancelled', now, KEYS[3])
     end
   end
+  for _, state in ipairs(redis.call('HVALS', KEYS[2])) do
+    if string.sub(state, 1, 2) == 'c|' then cancelled = cancelled + 1 end
+  end
 end
-for _, state in ipairs(redis.call('HVALS', KEYS[2])) do
-  if string.sub(state, 1, 2) == 'c|' then cancelled = cancelled + 1 end
-end
+redis.call('HSET', KEYS[1], 'cancellable', cancelled)
 redis.call('XADD', KEYS[3], '*', 'kind', 'signal_status',
-  'data', cjson.encode({signal_id = signal_id, status = 'cancelled'}))
+  'data', cjson.encode({signal_id = signal_id, channel_id = s.channel_id, status = 'cancelled'}))
 return {'ok', cancelled}
 """
+)
 
 _ERRORS: dict[str, tuple[type[ApiError], str]] = {
     "signal_not_found": (NotFound, "No such signal, or it is too old to cancel."),
     "forbidden": (Forbidden, "You may not cancel signals of this channel."),
+    "not_cancellable": (Conflict, "This signal has ended; there is nothing left to cancel."),
 }
 
 
@@ -92,6 +96,7 @@ class Canceller:
                 keys.state(request.signal_id),
                 keys.RESULTS,
                 keys.ACTIVE,
+                keys.SCHEDULED,
             ],
             args=[request.signal_id, sender_id, keys.PREFIX],
         )

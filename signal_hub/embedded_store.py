@@ -4,16 +4,37 @@ Used when ``MONGODB_URL`` is unset (the demo, and tests on machines without a Mo
 It wraps mongomock, which implements the query language, update operators, aggregation and unique
 indexes; this module only gives it the awaitable method shapes that the store's code uses, so the
 same store code runs on both. It lives inside one hub process: several hubs need a real MongoDB.
+
+Two additions over plain mongomock:
+
+- Durability (``EMBEDDED_STORE_PATH``): every applied write is appended to a journal of JSON
+  lines (``bson.json_util``: collection, method, arguments) and flushed to the OS before the call
+  returns, so the data survives the process's death, ``kill -9`` included (not a power loss: there
+  is no fsync). Opening replays the journal, ignoring a torn last line (the process died
+  mid-write), then compacts it: the current documents and indexes, written to a temporary file
+  that replaces the journal atomically. Writes are journaled in a replayable form: inserts carry
+  their ``_id`` and an upsert that would create a document gets its ``_id`` chosen first, so a
+  replay rebuilds the same documents.
+- Lookups by ``_id``: mongomock scans the whole collection for every query, including
+  ``{"_id": x}``; here such queries (the relay's trade and signal upserts among them) go straight
+  to the document, so they stay cheap however many documents a collection holds.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterable, Mapping
-from typing import Any
+import os
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
+from pathlib import Path
+from typing import Any, TextIO
 
 import mongomock
+from bson import ObjectId, json_util
 from pymongo import DeleteMany, DeleteOne, InsertOne, ReplaceOne, UpdateMany, UpdateOne
+from pymongo.errors import BulkWriteError
 from pymongo.results import BulkWriteResult
+
+Entry = dict[str, Any]  # one journal line: {"c": collection, "m": method, "a": args, "k": kwargs}
+COMPACT_CHUNK = 1000  # documents per insert_many line of a compacted journal
 
 
 class EmbeddedCursor:
@@ -45,15 +66,66 @@ class EmbeddedCursor:
             yield doc
 
 
+def _entry(collection: str, method: str, *args: Any, **kwargs: Any) -> Entry:
+    return {"c": collection, "m": method, "a": list(args), "k": kwargs}
+
+
+def _with_id_lookup(collection: Any) -> Any:
+    """Make ``collection`` answer ``{"_id": <str or ObjectId>}`` queries without a scan."""
+    scan = collection._iter_documents
+
+    def iter_documents(filter: Any) -> Iterator[dict[str, Any]]:
+        if isinstance(filter, dict) and len(filter) == 1:
+            _id = filter.get("_id")
+            if isinstance(_id, str | ObjectId):
+                store = collection._store
+                return iter([store[_id]] if _id in store else [])
+        return iter(scan(filter))
+
+    collection._iter_documents = iter_documents
+    return collection
+
+
 class EmbeddedCollection:
-    def __init__(self, collection: Any) -> None:
-        self._c = collection
+    def __init__(self, collection: Any, name: str, db: EmbeddedDatabase) -> None:
+        self._c = _with_id_lookup(collection)
+        self._name = name
+        self._db = db
+
+    def _record(self, entries: list[Entry]) -> None:
+        if entries:
+            self._db.record(entries)
+
+    def _pinned(self, filter: Mapping[str, Any], upsert: bool) -> dict[str, Any]:
+        """The filter, with the ``_id`` an upsert would create chosen now, so a replay agrees."""
+        filter = dict(filter)
+        if (
+            upsert
+            and self._db.durable
+            and "_id" not in filter
+            and self._c.find_one(filter, {"_id": 1}) is None
+        ):
+            filter["_id"] = ObjectId()
+        return filter
 
     async def insert_one(self, doc: Mapping[str, Any]) -> Any:
-        return self._c.insert_one(dict(doc))
+        doc = {"_id": ObjectId(), **doc} if "_id" not in doc else dict(doc)
+        result = self._c.insert_one(doc)
+        self._record([_entry(self._name, "insert_one", doc)])
+        return result
 
     async def insert_many(self, docs: Iterable[Mapping[str, Any]], ordered: bool = True) -> Any:
-        return self._c.insert_many([dict(d) for d in docs], ordered=ordered)
+        copies = [{"_id": ObjectId(), **d} if "_id" not in d else dict(d) for d in docs]
+        try:
+            result = self._c.insert_many(copies, ordered=ordered)
+        except BulkWriteError as exc:
+            failed = {e["index"] for e in exc.details.get("writeErrors", [])}
+            last = exc.details.get("nInserted", 0) if ordered else len(copies)
+            inserted = [d for i, d in enumerate(copies[:last]) if i not in failed]
+            self._record([_entry(self._name, "insert_many", inserted)] if inserted else [])
+            raise
+        self._record([_entry(self._name, "insert_many", copies)])
+        return result
 
     async def find_one(self, *args: Any, **kwargs: Any) -> dict[str, Any] | None:
         result: dict[str, Any] | None = self._c.find_one(*args, **kwargs)
@@ -62,24 +134,50 @@ class EmbeddedCollection:
     def find(self, *args: Any, **kwargs: Any) -> EmbeddedCursor:
         return EmbeddedCursor(self._c.find(*args, **kwargs))
 
-    async def update_one(self, *args: Any, **kwargs: Any) -> Any:
-        return self._c.update_one(*args, **kwargs)
-
-    async def update_many(self, *args: Any, **kwargs: Any) -> Any:
-        return self._c.update_many(*args, **kwargs)
-
-    async def replace_one(self, *args: Any, **kwargs: Any) -> Any:
-        return self._c.replace_one(*args, **kwargs)
-
-    async def find_one_and_update(self, *args: Any, **kwargs: Any) -> dict[str, Any] | None:
-        result: dict[str, Any] | None = self._c.find_one_and_update(*args, **kwargs)
+    def _update(self, method: str, filter: Any, doc: Any, upsert: bool) -> Any:
+        """update_one, update_many or replace_one, journaled when it changed anything."""
+        filter = self._pinned(filter, upsert)
+        result = getattr(self._c, method)(filter, doc, upsert=upsert)
+        if result.matched_count or result.upserted_id is not None:
+            self._record([_entry(self._name, method, filter, doc, upsert=upsert)])
         return result
 
-    async def delete_one(self, *args: Any, **kwargs: Any) -> Any:
-        return self._c.delete_one(*args, **kwargs)
+    async def update_one(self, filter: Any, update: Any, upsert: bool = False) -> Any:
+        return self._update("update_one", filter, update, upsert)
 
-    async def delete_many(self, *args: Any, **kwargs: Any) -> Any:
-        return self._c.delete_many(*args, **kwargs)
+    async def update_many(self, filter: Any, update: Any, upsert: bool = False) -> Any:
+        return self._update("update_many", filter, update, upsert)
+
+    async def replace_one(self, filter: Any, doc: Any, upsert: bool = False) -> Any:
+        return self._update("replace_one", filter, doc, upsert)
+
+    async def find_one_and_update(
+        self, filter: Any, update: Any, *args: Any, **kwargs: Any
+    ) -> dict[str, Any] | None:
+        """Journaled as the ``update_one`` of the document it hit, so the replay hits it too."""
+        upsert = bool(kwargs.get("upsert"))
+        filter = self._pinned(filter, upsert)
+        target = None
+        if self._db.durable:
+            target = self._c.find_one(filter, {"_id": 1}, sort=kwargs.get("sort"))
+        result: dict[str, Any] | None = self._c.find_one_and_update(filter, update, *args, **kwargs)
+        if target is not None:
+            self._record([_entry(self._name, "update_one", {"_id": target["_id"]}, update)])
+        elif upsert and self._db.durable:
+            self._record([_entry(self._name, "update_one", filter, update, upsert=True)])
+        return result
+
+    async def delete_one(self, filter: Any) -> Any:
+        result = self._c.delete_one(filter)
+        if result.deleted_count:
+            self._record([_entry(self._name, "delete_one", filter)])
+        return result
+
+    async def delete_many(self, filter: Any) -> Any:
+        result = self._c.delete_many(filter)
+        if result.deleted_count:
+            self._record([_entry(self._name, "delete_many", filter)])
+        return result
 
     async def count_documents(self, *args: Any, **kwargs: Any) -> int:
         return int(self._c.count_documents(*args, **kwargs))
@@ -89,50 +187,174 @@ class EmbeddedCollection:
 
     async def create_index(self, keys: Any, **kwargs: Any) -> str:
         kwargs.pop("expireAfterSeconds", None)  # the embedded store does not expire documents
-        return str(self._c.create_index(keys, **kwargs))
+        name = str(self._c.create_index(keys, **kwargs))
+        self._record([_entry(self._name, "create_index", keys, **kwargs)])
+        return name
 
     async def bulk_write(self, requests: list[Any], ordered: bool = True) -> BulkWriteResult:
-        """Apply each request in turn.
+        """Apply each request in turn; the journal gets one line per applied operation.
 
         mongomock's own ``bulk_write`` does not accept the operation objects of current PyMongo,
         so the operations are unpacked here (their fields are read from PyMongo's own attributes).
         """
         upserted: dict[int, Any] = {}
         counts = {"nInserted": 0, "nMatched": 0, "nModified": 0, "nRemoved": 0, "nUpserted": 0}
-        for index, op in enumerate(requests):
-            if isinstance(op, InsertOne):
-                self._c.insert_one(dict(op._doc))
-                counts["nInserted"] += 1
-            elif isinstance(op, UpdateOne | UpdateMany | ReplaceOne):
-                if isinstance(op, ReplaceOne):
-                    result = self._c.replace_one(op._filter, op._doc, upsert=bool(op._upsert))
-                elif isinstance(op, UpdateOne):
-                    result = self._c.update_one(op._filter, op._doc, upsert=bool(op._upsert))
+        entries: list[Entry] = []
+        try:
+            for index, op in enumerate(requests):
+                if isinstance(op, InsertOne):
+                    doc = {"_id": ObjectId(), **op._doc} if "_id" not in op._doc else dict(op._doc)
+                    self._c.insert_one(doc)
+                    entries.append(_entry(self._name, "insert_one", doc))
+                    counts["nInserted"] += 1
+                elif isinstance(op, UpdateOne | UpdateMany | ReplaceOne):
+                    method = {UpdateOne: "update_one", UpdateMany: "update_many"}.get(
+                        type(op), "replace_one"
+                    )
+                    upsert = bool(op._upsert)
+                    filter = self._pinned(op._filter, upsert)
+                    result = getattr(self._c, method)(filter, op._doc, upsert=upsert)
+                    if result.matched_count or result.upserted_id is not None:
+                        entries.append(_entry(self._name, method, filter, op._doc, upsert=upsert))
+                    counts["nMatched"] += result.matched_count
+                    counts["nModified"] += result.modified_count
+                    if result.upserted_id is not None:
+                        upserted[index] = result.upserted_id
+                        counts["nUpserted"] += 1
+                elif isinstance(op, DeleteOne | DeleteMany):
+                    method = "delete_one" if isinstance(op, DeleteOne) else "delete_many"
+                    removed = getattr(self._c, method)(op._filter).deleted_count
+                    if removed:
+                        entries.append(_entry(self._name, method, op._filter))
+                    counts["nRemoved"] += removed
                 else:
-                    result = self._c.update_many(op._filter, op._doc, upsert=bool(op._upsert))
-                counts["nMatched"] += result.matched_count
-                counts["nModified"] += result.modified_count
-                if result.upserted_id is not None:
-                    upserted[index] = result.upserted_id
-                    counts["nUpserted"] += 1
-            elif isinstance(op, DeleteOne | DeleteMany):
-                delete = self._c.delete_one if isinstance(op, DeleteOne) else self._c.delete_many
-                counts["nRemoved"] += delete(op._filter).deleted_count
-            else:
-                raise TypeError(f"unsupported bulk operation {type(op).__name__}")
+                    raise TypeError(f"unsupported bulk operation {type(op).__name__}")
+        finally:
+            self._record(entries)
         raw = dict(counts, upserted=[{"index": i, "_id": _id} for i, _id in upserted.items()])
         return BulkWriteResult(raw, acknowledged=True)
 
 
+class Journal:
+    """The append-only file of an embedded database's writes: read, append, compact."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+        self._file: TextIO | None = None
+
+    def read(self) -> Iterator[Entry]:
+        """Every entry in order. A last line that does not parse was torn by a dying process
+        and is dropped; a bad line before the last one is corruption, and an error."""
+        if not self.path.exists():
+            return
+        with self.path.open(encoding="utf-8") as file:
+            lines = file.read().split("\n")
+        for number, line in enumerate(lines, 1):
+            if not line.strip():
+                continue
+            try:
+                entry: Entry = json_util.loads(line)
+            except ValueError:
+                if number == len(lines):
+                    return
+                raise ValueError(f"{self.path}:{number}: corrupt journal line") from None
+            yield entry
+
+    def append(self, entries: list[Entry]) -> None:
+        if self._file is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._file = self.path.open("a", encoding="utf-8")
+        self._file.write("".join(json_util.dumps(e) + "\n" for e in entries))
+        self._file.flush()
+
+    def rewrite(self, entries: Iterable[Entry]) -> None:
+        """Replace the journal by ``entries``, atomically (temporary file, then ``os.replace``)."""
+        self.close()
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        temporary = self.path.with_name(self.path.name + ".tmp")
+        with temporary.open("w", encoding="utf-8") as file:
+            for entry in entries:
+                file.write(json_util.dumps(entry) + "\n")
+        os.replace(temporary, self.path)
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+
+# Journal lines that add to the database without changing what is there: a journal made of
+# nothing else (a freshly compacted or seeded one) is already compact.
+_ADDING = {"insert_one", "insert_many", "create_index"}
+
+
 class EmbeddedDatabase:
-    def __init__(self, name: str = "embedded") -> None:
+    def __init__(self, name: str = "embedded", path: str | os.PathLike[str] | None = None) -> None:
         self._db: Any = mongomock.MongoClient().get_database(name)
         self._collections: dict[str, EmbeddedCollection] = {}
+        self._indexes: dict[str, dict[str, Entry]] = {}  # collection -> index entries by text
+        self._journal = Journal(path) if path else None
+        if self._journal is not None:
+            compact = True
+            for entry in self._journal.read():
+                self._replay(entry)
+                compact = compact and entry["m"] in _ADDING
+            if not compact or self._torn(self._journal.path):
+                self._journal.rewrite(self._snapshot())
+
+    @property
+    def durable(self) -> bool:
+        return self._journal is not None
 
     def __getitem__(self, name: str) -> EmbeddedCollection:
         if name not in self._collections:
-            self._collections[name] = EmbeddedCollection(self._db[name])
+            self._collections[name] = EmbeddedCollection(self._db[name], name, self)
         return self._collections[name]
 
     async def command(self, name: str) -> dict[str, Any]:
         return {"ok": 1.0}
+
+    def record(self, entries: list[Entry]) -> None:
+        """Journal writes that were applied; remember index creations for compaction."""
+        for entry in entries:
+            if entry["m"] == "create_index":
+                self._indexes.setdefault(entry["c"], {})[json_util.dumps(entry)] = entry
+        if self._journal is not None:
+            self._journal.append(entries)
+
+    def _replay(self, entry: Entry) -> None:
+        collection = self[entry["c"]]._c
+        args, kwargs = list(entry["a"]), dict(entry.get("k") or {})
+        if entry["m"] == "create_index":
+            keys = args[0]
+            args[0] = keys if isinstance(keys, str) else [tuple(k) for k in keys]
+            self._indexes.setdefault(entry["c"], {})[json_util.dumps(entry)] = entry
+        method: Callable[..., Any] = getattr(collection, entry["m"])
+        method(*args, **kwargs)
+
+    @staticmethod
+    def _torn(path: Path) -> bool:
+        """Does the file end without a newline (a write cut short)?"""
+        if not path.exists() or path.stat().st_size == 0:
+            return False
+        with path.open("rb") as file:
+            file.seek(-1, os.SEEK_END)
+            return file.read(1) != b"\n"
+
+    def _snapshot(self) -> Iterator[Entry]:
+        """The database as journal entries: each collection's documents, then its indexes."""
+        for name in sorted(self._db.list_collection_names()):
+            batch: list[dict[str, Any]] = []
+            for doc in self._db[name].find({}):
+                batch.append(doc)
+                if len(batch) == COMPACT_CHUNK:
+                    yield _entry(name, "insert_many", batch)
+                    batch = []
+            if batch:
+                yield _entry(name, "insert_many", batch)
+        for indexes in self._indexes.values():
+            yield from indexes.values()
+
+    def close(self) -> None:
+        if self._journal is not None:
+            self._journal.close()

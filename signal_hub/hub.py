@@ -11,6 +11,7 @@ from broker_workers.adapters import resolve_adapter
 from broker_workers.adapters.base import Capabilities
 from signal_hub.auth import Tokens
 from signal_hub.cancel import Canceller
+from signal_hub.connections import redis_client
 from signal_hub.crypto import CredentialsBox
 from signal_hub.directory import Directory
 from signal_hub.intake import Dispatcher, Intake
@@ -41,7 +42,7 @@ class Hub:
 
     @classmethod
     def build(cls, settings: Settings, sio: socketio.AsyncServer) -> Hub:
-        redis = Redis.from_url(settings.redis_url, decode_responses=True)
+        redis = redis_client(settings.redis_url)
         store = Store.open(settings)
         brokers = broker_capabilities(settings.brokers)
         dispatcher = Dispatcher(settings.redis_url, settings.drain_batch_size)
@@ -53,7 +54,7 @@ class Hub:
             directory=Directory(redis, store),
             tokens=Tokens(settings, store),
             credentials=CredentialsBox(settings),
-            intake=Intake(redis, dispatcher, assets),
+            intake=Intake(redis, dispatcher, assets, settings.schedule_max_ahead_s),
             canceller=Canceller(redis),
             dispatcher=dispatcher,
             limiter=RateLimiter(redis),

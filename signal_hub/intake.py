@@ -4,19 +4,28 @@ The whole decision is one Lua script in Redis (:data:`EXPAND`): the resend check
 right to the channel, the deadline from the channel's delay budget, the copy of each broker's
 subscriber set into that signal's work set (``COPY``, server-side, no per-subscriber round trip),
 the signal record and the ``signal`` entry on the results stream that the relay persists. Then
-drain jobs go to each broker's RQ queue. The acknowledgement counts exactly what was expanded.
+drain jobs go to each broker's RQ queue, after the acknowledgement is on its way (a hub that dies
+in between leaves the work to the reaper's redrive). The acknowledgement counts exactly what was
+expanded.
+
+A signal with ``at`` is only recorded (``scheduled``) and put in the ``scheduled`` set; the
+scheduler of any hub fires it at that instant through the same script, which checks the sender's
+rights again and expands the channel as it is then. Its deadline counts from ``at``.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import math
 import time
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 import anyio.to_thread
-from pydantic import BaseModel, ConfigDict, Field
+from loguru import logger
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 from redis import Redis as SyncRedis
 from redis.asyncio import Redis
 from rq import Queue, Worker
@@ -30,10 +39,22 @@ from signal_hub.validation import validate
 KNOWN_ASSETS_NOTE = "see GET /api/assets"
 
 EXPAND = """
-local dedupe_key = KEYS[4]
-if dedupe_key ~= '' then
-  local previous = redis.call('GET', dedupe_key)
-  if previous then return {'dup', previous} end
+local mode, dedupe_key, signal_id = ARGV[10], KEYS[4], ARGV[1]
+if mode == 'fire' then
+  if redis.call('ZREM', KEYS[7], signal_id) == 0 then
+    if redis.call('HGET', KEYS[3], 'status') == 'active' then
+      return {'dup', redis.call('HGET', KEYS[3], 'ack')}
+    end
+    return {'gone', ''}
+  end
+else
+  if dedupe_key ~= '' then
+    local previous = redis.call('GET', dedupe_key)
+    if previous then return {'dup', previous} end
+  end
+  -- the same call again (redis-py retried it after its answer was lost): the same answer
+  local previous = redis.call('HGET', KEYS[3], 'ack')
+  if previous then return {'ok', previous} end
 end
 local raw = redis.call('GET', KEYS[1])
 if not raw then return {'err', 'channel_not_found'} end
@@ -50,38 +71,54 @@ if type(chan.assets) == 'table' and #chan.assets > 0 then
   end
   if not listed then return {'err', 'asset_not_allowed'} end
 end
-local signal_id, channel_id, prefix, ttl = ARGV[1], ARGV[2], ARGV[9], tonumber(ARGV[8])
+local channel_id, prefix, ttl = ARGV[2], ARGV[9], tonumber(ARGV[8])
 local now = redis.call('TIME')
-local created_ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
-local deadline_ms = created_ms + tonumber(chan.max_signal_delay_ms)
-local by_broker, brokers, total = {}, {}, 0
-for _, broker in ipairs(redis.call('SMEMBERS', KEYS[2])) do
-  local work = prefix .. 'work:' .. signal_id .. ':' .. broker
-  local n = 0
-  if redis.call('COPY', prefix .. 'dir:' .. channel_id .. ':' .. broker, work) == 1 then
-    n = redis.call('SCARD', work)
-    redis.call('EXPIRE', work, ttl)
-    redis.call('ZADD', KEYS[6], deadline_ms, signal_id .. '|' .. broker)
-  end
-  if n > 0 then
-    by_broker[broker] = n
-    brokers[#brokers + 1] = broker
-  end
-  total = total + n
-end
+local now_ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
+local record = {id = signal_id, channel_id = channel_id, sender_id = ARGV[3], asset = ARGV[4],
+  direction = ARGV[5], expiry_seconds = tonumber(ARGV[6]), client_signal_id = ARGV[7]}
+if ARGV[11] ~= '' then record.scheduled_ms = tonumber(ARGV[11]) end
 redis.call('HSET', KEYS[3], 'channel_id', channel_id, 'sender_id', ARGV[3], 'asset', ARGV[4],
-  'direction', ARGV[5], 'expiry_seconds', ARGV[6], 'created_ms', created_ms,
-  'deadline_ms', deadline_ms, 'status', 'active', 'total', total,
-  'brokers', table.concat(brokers, ','))
+  'direction', ARGV[5], 'expiry_seconds', ARGV[6], 'client_signal_id', ARGV[7],
+  'scheduled_ms', ARGV[11])
 redis.call('EXPIRE', KEYS[3], ttl)
-local ack = cjson.encode({ok = true, signal_id = signal_id, deadline_ms = deadline_ms,
-  fanout = {total = total, by_broker = by_broker}})
+local ack
+if mode == 'schedule' then
+  redis.call('ZADD', KEYS[7], tonumber(ARGV[11]), signal_id)
+  redis.call('HSET', KEYS[3], 'status', 'scheduled', 'created_ms', now_ms)
+  record.status, record.created_ms = 'scheduled', now_ms
+  record.fanout = {total = 0, by_broker = {}}
+  ack = cjson.encode({ok = true, signal_id = signal_id, status = 'scheduled',
+    scheduled_ms = record.scheduled_ms, fanout = record.fanout})
+else
+  -- a scheduled signal is due at its instant, however late the scheduler fires it
+  local created_ms = now_ms
+  if mode == 'fire' then created_ms = tonumber(ARGV[11]) end
+  local deadline_ms = created_ms + tonumber(chan.max_signal_delay_ms)
+  local by_broker, brokers, total = {}, {}, 0
+  for _, broker in ipairs(redis.call('SMEMBERS', KEYS[2])) do
+    local work = prefix .. 'work:' .. signal_id .. ':' .. broker
+    local n = 0
+    if redis.call('COPY', prefix .. 'dir:' .. channel_id .. ':' .. broker, work) == 1 then
+      n = redis.call('SCARD', work)
+      redis.call('EXPIRE', work, ttl)
+      redis.call('ZADD', KEYS[6], deadline_ms, signal_id .. '|' .. broker)
+    end
+    if n > 0 then
+      by_broker[broker] = n
+      brokers[#brokers + 1] = broker
+    end
+    total = total + n
+  end
+  redis.call('HSET', KEYS[3], 'created_ms', created_ms, 'deadline_ms', deadline_ms,
+    'status', 'active', 'total', total, 'brokers', table.concat(brokers, ','))
+  record.status, record.created_ms, record.deadline_ms = 'active', created_ms, deadline_ms
+  record.fanout = {total = total, by_broker = by_broker}
+  ack = cjson.encode({ok = true, signal_id = signal_id, deadline_ms = deadline_ms,
+    fanout = record.fanout})
+end
+redis.call('HSET', KEYS[3], 'ack', ack)
 if dedupe_key ~= '' then redis.call('SET', dedupe_key, ack, 'EX', ttl) end
-local record = cjson.encode({id = signal_id, channel_id = channel_id, sender_id = ARGV[3],
-  asset = ARGV[4], direction = ARGV[5], expiry_seconds = tonumber(ARGV[6]),
-  client_signal_id = ARGV[7], created_ms = created_ms, deadline_ms = deadline_ms,
-  fanout = {total = total, by_broker = by_broker}, status = 'active'})
-redis.call('XADD', KEYS[5], '*', 'kind', 'signal', 'data', record)
+redis.call('XADD', KEYS[5], '*', 'kind', 'signal', 'data', cjson.encode(record))
 return {'ok', ack}
 """
 
@@ -102,15 +139,37 @@ class SignalIn(BaseModel):
     direction: Literal["CALL", "PUT"]
     expiry_seconds: int = Field(ge=15, le=24 * 3600)
     client_signal_id: str | None = Field(default=None, min_length=1, max_length=128)
+    at: AwareDatetime | None = None
+
+
+# An ``at`` this little in the past is "now" (clocks differ); further back it is a mistake.
+AT_PAST_TOLERANCE_MS = 1000
 
 
 def parse_signal(payload: Any, tradable_assets: set[str]) -> SignalIn:
-    signal = validate(SignalIn, payload, "{channel_id, asset, direction, expiry_seconds}")
+    signal = validate(SignalIn, payload, "{channel_id, asset, direction, expiry_seconds, at?}")
     if signal.asset not in tradable_assets:
         raise ValidationFailed(
             f"Unknown asset {signal.asset!r}; {KNOWN_ASSETS_NOTE}.", "unknown_asset"
         )
     return signal
+
+
+def scheduled_ms(signal: SignalIn, max_ahead_s: int) -> int | None:
+    """The instant (ms) to fan ``signal`` out at, or ``None`` for now."""
+    if signal.at is None:
+        return None
+    at_ms = int(signal.at.timestamp() * 1000)
+    now = keys.now_ms()
+    if at_ms < now - AT_PAST_TOLERANCE_MS:
+        raise ValidationFailed("at: the instant has passed; send without at to trade now.")
+    if at_ms > now + max_ahead_s * 1000:
+        raise ValidationFailed(f"at: at most {max_ahead_s} seconds ahead.")
+    return at_ms if at_ms > now else None
+
+
+def iso(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000, UTC).isoformat().replace("+00:00", "Z")
 
 
 @dataclass
@@ -176,46 +235,115 @@ class Intake:
         redis: Redis,
         dispatcher: Dispatcher,
         tradable_assets: set[str],
+        schedule_max_ahead_s: int = 24 * 3600,
     ) -> None:
         self.redis = redis
         self.dispatcher = dispatcher
         self.tradable_assets = tradable_assets
+        self.schedule_max_ahead_s = schedule_max_ahead_s
         self._expand = redis.register_script(EXPAND)
+        self._dispatching: set[asyncio.Task[None]] = set()
 
     async def submit(self, sender_id: str, payload: Any) -> dict[str, Any]:
-        """Validate and fan out one signal; return the acknowledgement (or raise ApiError)."""
+        """Validate and fan out (or schedule) one signal; return the acknowledgement, or raise
+        ApiError. Drain jobs are enqueued right after, not before the acknowledgement."""
         signal = parse_signal(payload, self.tradable_assets)
-        signal_id = new_id()
+        at_ms = scheduled_ms(signal, self.schedule_max_ahead_s)
         dedupe_key = (
             keys.dedupe(signal.channel_id, sender_id, signal.client_signal_id)
             if signal.client_signal_id
             else ""
         )
+        fields = {
+            "channel_id": signal.channel_id,
+            "sender_id": sender_id,
+            "asset": signal.asset,
+            "direction": signal.direction,
+            "expiry_seconds": str(signal.expiry_seconds),
+            "client_signal_id": signal.client_signal_id or "",
+        }
+        mode = "now" if at_ms is None else "schedule"
+        status, ack = await self._run(new_id(), fields, mode, at_ms, dedupe_key)
+        if status == "ok" and mode == "now":
+            self._dispatch_soon(ack)
+        if "scheduled_ms" in ack:
+            ack["at"] = iso(ack["scheduled_ms"])
+        return ack
+
+    async def fire(self, signal_id: str) -> dict[str, Any] | None:
+        """Fan out a scheduled signal that is due; ``None`` if it was cancelled, fired by another
+        hub, or its sender may no longer send to the channel (then it ends ``rejected``)."""
+        fields: dict[str, str] = await self.redis.hgetall(keys.signal(signal_id))  # type: ignore[assignment]
+        if fields.get("status") != "scheduled":
+            await self.redis.zrem(keys.SCHEDULED, signal_id)
+            return None
+        at_ms = int(fields["scheduled_ms"])
+        try:
+            status, ack = await self._run(signal_id, fields, "fire", at_ms, "")
+        except ApiError as exc:
+            logger.warning("scheduled signal {} not fired: {}", signal_id, exc.code)
+            await self._reject(signal_id, fields["channel_id"], exc.code)
+            return None
+        if status == "gone":
+            return None
+        await self.dispatcher.dispatch(signal_id, ack["fanout"]["by_broker"])
+        return ack
+
+    async def _run(
+        self, signal_id: str, fields: dict[str, str], mode: str, at_ms: int | None, dedupe: str
+    ) -> tuple[str, dict[str, Any]]:
         status, body = await self._expand(
             keys=[
-                keys.channel(signal.channel_id),
-                keys.directory_brokers(signal.channel_id),
+                keys.channel(fields["channel_id"]),
+                keys.directory_brokers(fields["channel_id"]),
                 keys.signal(signal_id),
-                dedupe_key,
+                dedupe,
                 keys.RESULTS,
                 keys.ACTIVE,
+                keys.SCHEDULED,
             ],
             args=[
                 signal_id,
-                signal.channel_id,
-                sender_id,
-                signal.asset,
-                signal.direction,
-                signal.expiry_seconds,
-                signal.client_signal_id or "",
+                fields["channel_id"],
+                fields["sender_id"],
+                fields["asset"],
+                fields["direction"],
+                fields["expiry_seconds"],
+                fields.get("client_signal_id", ""),
                 keys.SIGNAL_TTL_S,
                 keys.PREFIX,
+                mode,
+                "" if at_ms is None else at_ms,
             ],
         )
         if status == "err":
             error_type, message = _EXPAND_ERRORS[body]
             raise error_type(message, body)
-        ack: dict[str, Any] = json.loads(body)
-        if status == "ok" and ack["fanout"]["total"]:
-            await self.dispatcher.dispatch(signal_id, ack["fanout"]["by_broker"])
-        return ack
+        return status, json.loads(body) if body else {}
+
+    async def _reject(self, signal_id: str, channel_id: str, reason: str) -> None:
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.zrem(keys.SCHEDULED, signal_id)
+            pipe.hset(keys.signal(signal_id), "status", "rejected")
+            record = {
+                "signal_id": signal_id,
+                "channel_id": channel_id,
+                "status": "rejected",
+                "reason": reason,
+            }
+            pipe.xadd(keys.RESULTS, {"kind": "signal_status", "data": json.dumps(record)})
+            await pipe.execute()
+
+    def _dispatch_soon(self, ack: dict[str, Any]) -> None:
+        if not ack["fanout"]["total"]:
+            return
+        task = asyncio.create_task(
+            self.dispatcher.dispatch(ack["signal_id"], ack["fanout"]["by_broker"])
+        )
+        self._dispatching.add(task)
+        task.add_done_callback(self._dispatched)
+
+    def _dispatched(self, task: asyncio.Task[None]) -> None:
+        self._dispatching.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            logger.opt(exception=task.exception()).error("drain jobs not enqueued; reaper redrives")

@@ -10,16 +10,21 @@ Directory (kept in step with the store by the hub, rebuilt from it at start-up):
 Per signal (expire a day after the signal):
   ``sig:{signal}``            HASH: asset, direction, expiry, created/deadline ms, status
   ``work:{signal}:{broker}``  SET of subscription ids not yet claimed
-  ``state:{signal}``          HASH subscription -> ``c|worker`` claimed, ``s|worker`` sending,
-                              ``d`` done, ``r`` handed back by the reaper
+  ``state:{signal}``          HASH subscription -> ``c|worker`` claimed, ``s|worker|stake``
+                              sending, ``d`` done, ``r`` handed back (unclaimed again)
 
 Across signals:
   ``results``                 STREAM of signal / execution / settlement records for the hub
   ``active``                  ZSET ``signal|broker`` -> deadline, work not yet drained
+  ``scheduled``               ZSET signal -> the instant (ms) a scheduled signal fans out
+  ``orphans``                 ZSET ``signal|broker|subscription`` -> when to reconcile a purchase
+                              whose worker died or lost its answer, with the broker
   ``claims:{worker}``         SET ``signal|broker|subscription`` a worker holds
   ``worker:{worker}``         heartbeat key with a TTL; its absence marks a dead worker
   ``workers:{broker}``        SET of worker ids that ever served a broker
+  ``hub:{consumer}``          a hub's heartbeat: its pending results are its own while it lives
   ``settle:{broker}``         ZSET of placed contracts -> due time (ms), for settlement
+  ``recorded:{account}``      SET of contract ids recorded for trades of an account (a day)
   ``daily:{subscription}:{yyyymmdd}`` HASH trades, loss: the risk limits' counters
 """
 
@@ -32,6 +37,8 @@ PREFIX = "ctc:"
 RESULTS = PREFIX + "results"
 RESULTS_GROUP = "hub"
 ACTIVE = PREFIX + "active"
+SCHEDULED = PREFIX + "scheduled"
+ORPHANS = PREFIX + "orphans"
 SIGNAL_TTL_S = 24 * 3600
 
 
@@ -83,12 +90,20 @@ def worker_heartbeat(worker_id: str) -> str:
     return f"{PREFIX}worker:{worker_id}"
 
 
+def hub_heartbeat(consumer: str) -> str:
+    return f"{PREFIX}hub:{consumer}"
+
+
 def workers(broker: str) -> str:
     return f"{PREFIX}workers:{broker}"
 
 
 def settle_queue(broker: str) -> str:
     return f"{PREFIX}settle:{broker}"
+
+
+def recorded_contracts(account_id: str) -> str:
+    return f"{PREFIX}recorded:{account_id}"
 
 
 def settled(trade_id: str) -> str:

@@ -3,9 +3,11 @@
 Workers publish every signal, execution and settlement record to one Redis stream. Each hub reads
 it through a consumer group, so several hubs share the work and a record stays pending until the
 hub that took it has emitted it and written it to the store. Only then is it acknowledged and
-deleted. A hub that dies leaves its pending records to be claimed by another (or by itself on
-restart); the store writes are idempotent upserts keyed by the record's id, so a record handled
-twice is written once. Nothing in flight is lost on a restart.
+deleted. Each hub keeps a heartbeat key; the pending records of a consumer whose heartbeat is gone
+(a hub that was killed) are claimed at once by a live one, and any record idle too long is claimed
+anyway. The store writes are idempotent upserts keyed by the record's id, so a record handled
+twice is written once. On SIGTERM the relay finishes the batch in hand (written, acknowledged)
+and stops. Nothing in flight is lost on a restart.
 """
 
 from __future__ import annotations
@@ -26,8 +28,9 @@ from signal_hub.hub import Hub
 from signal_hub.sockets import channel_room, user_room
 
 READ_COUNT = 1000
-BLOCK_MS = 1000
+BLOCK_MS = 500
 CLAIM_IDLE_MS = 30_000
+HEARTBEAT_MS = 5_000
 
 EXECUTION_FIELDS = (
     "signal_id", "trade_id", "subscriber_id", "broker", "status", "reason", "contract_id",
@@ -38,6 +41,10 @@ SETTLEMENT_FIELDS = ("signal_id", "trade_id", "subscriber_id", "channel_id", "ou
 
 def ms_to_datetime(ms: int) -> datetime:
     return datetime.fromtimestamp(ms / 1000, UTC)
+
+
+def _iso(ms: int | None) -> str | None:
+    return None if ms is None else ms_to_datetime(ms).isoformat().replace("+00:00", "Z")
 
 
 async def ensure_group(redis: Redis) -> None:
@@ -53,12 +60,20 @@ class Relay:
         self.hub = hub
         self.redis = hub.redis
         self.consumer = consumer
+        self._stopping = asyncio.Event()
+
+    def stop(self) -> None:
+        """Finish the batch in hand, then return from :meth:`run`."""
+        self._stopping.set()
 
     async def run(self) -> None:
         await ensure_group(self.redis)
+        await self._beat()
         await self._drain_pending()
-        while True:
+        while not self._stopping.is_set():
             try:
+                await self._beat()
+                await self._claim_from_dead_hubs()
                 await self._claim_abandoned()
                 reply: Any = await self.redis.xreadgroup(
                     keys.RESULTS_GROUP,
@@ -74,6 +89,10 @@ class Relay:
             except Exception:
                 logger.exception("relay pass failed; retrying")
                 await asyncio.sleep(0.5)
+        await self.redis.delete(keys.hub_heartbeat(self.consumer))
+
+    async def _beat(self) -> None:
+        await self.redis.set(keys.hub_heartbeat(self.consumer), "1", px=HEARTBEAT_MS)
 
     async def _drain_pending(self) -> None:
         """Records this consumer took before a restart and never acknowledged."""
@@ -85,6 +104,34 @@ class Relay:
             if not entries:
                 return
             await self.handle(entries)
+
+    async def _claim_from_dead_hubs(self) -> None:
+        """The pending records of consumers whose heartbeat is gone, taken over now."""
+        consumers: Any = await self.redis.xinfo_consumers(keys.RESULTS, keys.RESULTS_GROUP)
+        for consumer in consumers:
+            name = str(consumer["name"])
+            if name == self.consumer:
+                continue
+            if await self.redis.exists(keys.hub_heartbeat(name)):
+                continue
+            while True:
+                pending: Any = await self.redis.xpending_range(
+                    keys.RESULTS, keys.RESULTS_GROUP, "-", "+", READ_COUNT, consumername=name
+                )
+                if not pending:
+                    break
+                ids = [p["message_id"] for p in pending]
+                entries: Any = await self.redis.xclaim(
+                    keys.RESULTS, keys.RESULTS_GROUP, self.consumer, 0, ids
+                )
+                logger.warning("taking over {} results of dead hub {}", len(ids), name)
+                live = [(i, f) for i, f in entries if f]
+                if live:
+                    await self.handle(live)
+                gone = {i for i, _ in live} ^ set(ids)
+                if gone:  # deleted from the stream meanwhile: nothing to write
+                    await self.redis.xack(keys.RESULTS, keys.RESULTS_GROUP, *gone)
+            await self.redis.xgroup_delconsumer(keys.RESULTS, keys.RESULTS_GROUP, name)
 
     async def _claim_abandoned(self) -> None:
         """Records another hub took and left unacknowledged for too long (it died)."""
@@ -105,6 +152,7 @@ class Relay:
             if fields and "data" in fields:
                 by_kind[fields["kind"]].append(json.loads(fields["data"]))
         await self._emit(by_kind.get("execution", []), by_kind.get("settlement", []))
+        await self._emit_signals(by_kind.get("signal", []), by_kind.get("signal_status", []))
         await self._persist(by_kind)
         ids = [entry_id for entry_id, _ in entries]
         async with self.redis.pipeline(transaction=True) as pipe:
@@ -134,6 +182,26 @@ class Relay:
             for user_id, payloads in by_user.items():
                 await sio.emit(event, payloads, room=user_room(user_id), namespace="/subscriber")
 
+    async def _emit_signals(
+        self, signals: list[dict[str, Any]], statuses: list[dict[str, Any]]
+    ) -> None:
+        """``signal`` to the channel's room: fanned out, scheduled, cancelled, rejected."""
+        for record in signals:
+            payload = {
+                "signal_id": record["id"],
+                "status": record.get("status", "active"),
+                "fanout": record.get("fanout"),
+                "scheduled_at": _iso(record.get("scheduled_ms")),
+            }
+            await self.hub.sio.emit(
+                "signal", payload, room=channel_room(record["channel_id"]), namespace="/provider"
+            )
+        for record in statuses:
+            if record.get("channel_id"):
+                await self.hub.sio.emit(
+                    "signal", record, room=channel_room(record["channel_id"]), namespace="/provider"
+                )
+
     async def _persist(self, by_kind: dict[str, list[dict[str, Any]]]) -> None:
         store = self.hub.store
         signal_ops = [
@@ -141,7 +209,10 @@ class Relay:
             for s in by_kind.get("signal", [])
         ]
         status_ops = [
-            UpdateOne({"_id": s["signal_id"]}, {"$set": {"status": s["status"]}})
+            UpdateOne(
+                {"_id": s["signal_id"]},
+                {"$set": {k: v for k, v in s.items() if k in ("status", "reason")}},
+            )
             for s in by_kind.get("signal_status", [])
         ]
         trade_ops = [
@@ -166,9 +237,12 @@ def signal_document(record: dict[str, Any]) -> dict[str, Any]:
         "expiry_seconds": record["expiry_seconds"],
         "client_signal_id": record.get("client_signal_id") or None,
         "created_at": ms_to_datetime(record["created_ms"]),
-        "deadline_at": ms_to_datetime(record["deadline_ms"]),
+        "deadline_at": ms_to_datetime(record["deadline_ms"]) if "deadline_ms" in record else None,
         "fanout": record["fanout"],
         "status": record.get("status", "active"),
+        "scheduled_at": ms_to_datetime(record["scheduled_ms"])
+        if "scheduled_ms" in record
+        else None,
     }
 
 

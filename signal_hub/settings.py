@@ -30,6 +30,7 @@ class Settings:
     redis_url: str
     mongodb_url: str | None
     mongodb_db: str
+    embedded_store_path: str | None
     jwt_secret: Secret
     jwt_issuer: str
     jwt_audience: str
@@ -51,6 +52,11 @@ class Settings:
     send_margin_ms: int
     worker_heartbeat_s: float
     claim_lease_s: float
+    reconcile_after_ms: int
+    reaper_interval_ms: int
+    redrive_stall_ms: int
+    schedule_max_ahead_s: int
+    fault_injection: bool
     paper_latency_ms: float
     paper_payout_rate: float
     paper_start_balance: float
@@ -87,6 +93,7 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
         redis_url=config("REDIS_URL", default="redis://127.0.0.1:6379/0"),
         mongodb_url=mongodb_url,
         mongodb_db=config("MONGODB_DB", default="cloud_trade_copier"),
+        embedded_store_path=config("EMBEDDED_STORE_PATH", default=None) or None,
         jwt_secret=secret("JWT_SECRET", DEV_JWT_SECRET),
         jwt_issuer=config("JWT_ISSUER", default="cloud-trade-copier"),
         jwt_audience=config("JWT_AUDIENCE", default="cloud-trade-copier-api"),
@@ -108,6 +115,12 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
         send_margin_ms=config("SEND_MARGIN_MS", cast=int, default=150),
         worker_heartbeat_s=config("WORKER_HEARTBEAT_S", cast=float, default=1.0),
         claim_lease_s=config("CLAIM_LEASE_S", cast=float, default=5.0),
+        reconcile_after_ms=config("RECONCILE_AFTER_MS", cast=int, default=2000),
+        reaper_interval_ms=config("REAPER_INTERVAL_MS", cast=int, default=250),
+        redrive_stall_ms=config("REDRIVE_STALL_MS", cast=int, default=1000),
+        schedule_max_ahead_s=config("SCHEDULE_MAX_AHEAD_S", cast=int, default=24 * 3600),
+        # The fault suite's kill points (broker_workers/faults.py); never set in production.
+        fault_injection=config("FAULT_INJECTION", cast=bool, default=False),
         paper_latency_ms=config("PAPER_LATENCY_MS", cast=float, default=50.0),
         paper_payout_rate=config("PAPER_PAYOUT_RATE", cast=float, default=0.85),
         paper_start_balance=config("PAPER_START_BALANCE", cast=float, default=10_000.0),

@@ -1,9 +1,9 @@
 """The system of record: users, channels, broker accounts, subscriptions, signals, trades.
 
 MongoDB through PyMongo's async API when ``MONGODB_URL`` is set, otherwise the embedded store of
-:mod:`signal_hub.embedded_store`; the code that uses :class:`Store` is the same for both. The hot
-path never waits on it: signals and trades arrive here through the results stream (see
-:mod:`signal_hub.relay`).
+:mod:`signal_hub.embedded_store` (in memory, or journaled to ``EMBEDDED_STORE_PATH``); the code that
+uses :class:`Store` is the same for both. The hot path never waits on it: signals and trades arrive
+here through the results stream (see :mod:`signal_hub.relay`).
 """
 
 from __future__ import annotations
@@ -57,7 +57,7 @@ class Store:
         if settings.mongodb_url:
             client: AsyncMongoClient[Any] = AsyncMongoClient(settings.mongodb_url, tz_aware=True)
             return cls(client[settings.mongodb_db], client)
-        return cls(EmbeddedDatabase(settings.mongodb_db))
+        return cls(EmbeddedDatabase(settings.mongodb_db, settings.embedded_store_path))
 
     async def ensure_indexes(self) -> None:
         await self.users.create_index("email", unique=True)
@@ -83,3 +83,5 @@ class Store:
     async def close(self) -> None:
         if self._client is not None:
             await self._client.close()
+        elif isinstance(self.db, EmbeddedDatabase):
+            self.db.close()

@@ -36,7 +36,8 @@ def unit_redis_url() -> str:
 
 @pytest.fixture(scope="session")
 def system() -> Iterator[System]:
-    """Hub, paper and Deriv worker pools and the Deriv simulator: real processes, one session.
+    """Hub, paper and Deriv worker pools, the reaper and the Deriv simulator: real processes, one
+    session.
 
     Tests share it and keep apart by creating their own users and channels.
     """
@@ -45,6 +46,7 @@ def system() -> Iterator[System]:
         system.start_pool("paper", workers=2)
         system.start_deriv_sim()
         system.start_pool("deriv", workers=1)
+        system.start_reaper()
         yield system
 
 

@@ -93,7 +93,7 @@ class System:
         self.procs.append(proc)
         return proc
 
-    def start_hub(self) -> Proc:
+    def start_hub(self, timeout: float = 30) -> Proc:
         self.port = self.port or free_port()
         proc = self.spawn(
             "hub",
@@ -102,7 +102,7 @@ class System:
         )  # fmt: skip
         wait_until(
             lambda: httpx.get(f"{self.base_url}/readyz", timeout=1).status_code == 200,
-            timeout=30,
+            timeout=timeout,
             what=f"hub on {self.port}: {proc.tail()}",
         )
         return proc
@@ -126,7 +126,7 @@ class System:
     def sim_url(self) -> str:
         return f"http://127.0.0.1:{self.sim_port}"
 
-    def start_pool(self, broker: str, workers: int = 2) -> Proc:
+    def start_pool(self, broker: str, workers: int = 2, timeout: float = 30) -> Proc:
         proc = self.spawn(
             f"worker_{broker}",
             [sys.executable, "-m", "rq.cli", "worker-pool", f"broker.{broker}", "-n", str(workers),
@@ -140,10 +140,14 @@ class System:
 
         wait_until(
             alive,
-            timeout=30,
+            timeout=timeout,
             what=f"{workers} {broker} workers: {proc.tail()}",
         )
         return proc
+
+    def start_reaper(self) -> Proc:
+        """The reaper process; it serves every broker in ``BROKERS``."""
+        return self.spawn("reaper", [sys.executable, "-m", "broker_workers.reaper"])
 
     def stop(self) -> None:
         for proc in reversed(self.procs):
@@ -170,6 +174,10 @@ def running_system(db: int, log_dir: Path, **env: str) -> Iterator[System]:
         import pymongo
 
         pymongo.MongoClient(os.environ["MONGODB_URL"]).drop_database(base_env["MONGODB_DB"])
+    elif "EMBEDDED_STORE_PATH" not in env:  # journaled: a hub restarted in a test keeps its data
+        store_path = log_dir / "store.jsonl"
+        store_path.unlink(missing_ok=True)
+        base_env["EMBEDDED_STORE_PATH"] = str(store_path)
     log_dir.mkdir(parents=True, exist_ok=True)
     system = System(db=db, env=base_env, log_dir=log_dir)
     try:

@@ -33,9 +33,9 @@ async def expand(redis: Redis, signal_id: str, channel_id: str, client_id: str =
     dedupe = keys.dedupe(channel_id, "prov", client_id) if client_id else ""
     status, body = await script(
         keys=[keys.channel(channel_id), keys.directory_brokers(channel_id), keys.signal(signal_id),
-              dedupe, keys.RESULTS, keys.ACTIVE],
+              dedupe, keys.RESULTS, keys.ACTIVE, keys.SCHEDULED],
         args=[signal_id, channel_id, "prov", "EURUSD", "CALL", 60, client_id,
-              keys.SIGNAL_TTL_S, keys.PREFIX],
+              keys.SIGNAL_TTL_S, keys.PREFIX, "now", ""],
     )  # fmt: skip
     return [status, body]
 
@@ -94,7 +94,7 @@ async def test_claims_partition_the_work_and_finish_writes_each_record_once(redi
     assert empty == []
 
     # seen[:8] are a's claims, seen[8:16] b's: a may send its own, never b's.
-    verdicts, _ = await a.mark_sending("sig1", [(s, 0) for s in (*seen[:2], seen[8])], day, 0)
+    verdicts, _ = await a.mark_sending("sig1", [(s, 0, "5") for s in (*seen[:2], seen[8])], day, 0)
     assert verdicts == ["go", "go", "lost"]
     terminals = [Terminal(s, {"trade_id": s, "status": "placed", "channel_id": "c1"}) for s in seen]
     written = await a.finish("sig1", terminals) + await b.finish("sig1", terminals)
@@ -111,7 +111,7 @@ async def test_the_gate_refuses_cancelled_expired_and_lapsed_workers(redis: Redi
     book = ClaimBook(redis, "w1", "paper")
     day = keys.utc_day()
     _, claims = await book.claim("sig1", 4, day)
-    ids = [(c.subscription_id, 0) for c in claims]
+    ids = [(c.subscription_id, 0, "5") for c in claims]
 
     verdicts, _ = await book.mark_sending("sig1", ids[:1], day, 0)
     assert verdicts == ["lost"]  # no heartbeat: the reaper may own these claims
@@ -129,7 +129,10 @@ async def test_the_gate_refuses_cancelled_expired_and_lapsed_workers(redis: Redi
     verdicts, _ = await book.mark_sending("sig1", ids[2:], day, 0)
     assert verdicts == ["go", "go"]
     states = await redis.hgetall(keys.state("sig1"))
-    assert sorted(states.values()) == ["c|w1", "c|w1", "s|w1", "s|w1"]
+    assert sorted(states.values()) == ["c|w1", "c|w1", "s|w1|5", "s|w1|5"]
+    # The same gate again (redis-py retrying a call whose answer was lost): go, counted once.
+    verdicts, _ = await book.mark_sending("sig1", ids[2:], day, 0)
+    assert verdicts == ["go", "go"]
 
 
 async def test_max_trades_per_day_is_counted_atomically(redis: Redis) -> None:
@@ -141,7 +144,7 @@ async def test_max_trades_per_day_is_counted_atomically(redis: Redis) -> None:
     for n in range(3):
         await expand(redis, f"sig{n}", "c1")
         _, claims = await book.claim(f"sig{n}", 1, day)
-        v, _ = await book.mark_sending(f"sig{n}", [(claims[0].subscription_id, 2)], day, 0)
+        v, _ = await book.mark_sending(f"sig{n}", [(claims[0].subscription_id, 2, "5")], day, 0)
         verdicts += v
     assert verdicts == ["go", "go", "max_trades_per_day"]
     assert await redis.hget(keys.daily("s0", day), "trades") == "2"
@@ -169,8 +172,11 @@ async def test_cancel_ends_waiting_work_and_stops_claimed_work_at_the_gate(redis
 
     ack = await canceller.cancel("prov", {"signal_id": "sig1"})
     assert ack == {"ok": True, "signal_id": "sig1", "cancellable": 10}
-    assert (await canceller.cancel("prov", {"signal_id": "sig1"}))["cancellable"] == 0
-    verdicts, _ = await book.mark_sending("sig1", [(c.subscription_id, 0) for c in claimed], day, 0)
+    # A repeated cancel (a resend, or a retry whose answer was lost) gives the same answer.
+    assert (await canceller.cancel("prov", {"signal_id": "sig1"}))["cancellable"] == 10
+    verdicts, _ = await book.mark_sending(
+        "sig1", [(c.subscription_id, 0, "5") for c in claimed], day, 0
+    )
     assert verdicts == ["cancelled"] * 3
 
     records = [json.loads(e[1]["data"]) for e in await redis.xrange(keys.RESULTS)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 from pymongo import UpdateOne
@@ -71,3 +72,68 @@ async def test_aggregate_sort_limit_and_single_use_updates(store: Store) -> None
     )
     assert first is not None and second is None
     assert await store.ping()
+
+
+def durable_store(path: Path) -> Store:
+    return Store.open(load_settings({"EMBEDDED_STORE_PATH": str(path)}))
+
+
+async def test_embedded_store_survives_a_restart(tmp_path: Path) -> None:
+    path = tmp_path / "store.jsonl"
+    store = durable_store(path)
+    await store.ensure_indexes()
+    await store.users.insert_one({"_id": "u1", "email": "a@example.com", "created_at": utcnow()})
+    await store.users.insert_many([{"email": "b@example.com"}, {"email": "c@example.com"}])
+    await store.users.update_one({"_id": "u1"}, {"$set": {"display_name": "A"}})
+    await store.channels.update_one({"name": "n"}, {"$set": {"x": 1}}, upsert=True)
+    await store.users.delete_one({"email": "c@example.com"})
+    await store.refresh_tokens.insert_one({"_id": "j", "used_at": None})
+    await store.refresh_tokens.find_one_and_update({"used_at": None}, {"$set": {"used_at": 1}})
+    ops = [UpdateOne({"_id": "t1"}, {"$set": {"status": "placed"}}, upsert=True)]
+    await store.trades.bulk_write(ops, ordered=False)
+    before = {n: await store.db[n].find({}).sort("_id", 1).to_list() for n in ("users", "channels")}
+    await store.close()
+
+    reopened = durable_store(path)  # as a new process would: replay, then compact
+    await reopened.ensure_indexes()
+    for name, docs in before.items():
+        assert await reopened.db[name].find({}).sort("_id", 1).to_list() == docs
+    user = await reopened.users.find_one({"_id": "u1"})
+    assert user is not None and user["display_name"] == "A"
+    assert await reopened.users.count_documents({}) == 2
+    assert (await reopened.refresh_tokens.find_one({"_id": "j"}) or {})["used_at"] == 1
+    assert (await reopened.trades.find_one({"_id": "t1"}) or {})["status"] == "placed"
+    await reopened.close()
+    methods = {line.split('"m": "')[1].split('"')[0] for line in path.read_text().splitlines()}
+    assert methods <= {"insert_many", "create_index"}  # compacted: documents and indexes only
+
+
+async def test_embedded_store_unique_index_survives_a_restart(tmp_path: Path) -> None:
+    path = tmp_path / "store.jsonl"
+    store = durable_store(path)
+    await store.ensure_indexes()
+    await store.users.insert_one({"_id": new_id(), "email": "a@example.com"})
+    await store.close()
+    for _ in range(2):  # the compacted journal too
+        reopened = durable_store(path)
+        with pytest.raises(DuplicateKeyError):
+            await reopened.users.insert_one({"_id": new_id(), "email": "a@example.com"})
+        await reopened.close()
+
+
+async def test_embedded_store_ignores_a_torn_last_line(tmp_path: Path) -> None:
+    path = tmp_path / "store.jsonl"
+    store = durable_store(path)
+    await store.users.insert_one({"_id": "u1", "email": "a@example.com"})
+    await store.users.insert_one({"_id": "u2", "email": "b@example.com"})
+    await store.close()
+    whole = path.read_bytes()
+    path.write_bytes(whole[: len(whole) - 20])  # killed in the middle of the last write
+
+    reopened = durable_store(path)
+    assert [d["_id"] for d in await reopened.users.find({}).to_list()] == ["u1"]
+    await reopened.users.insert_one({"_id": "u3", "email": "c@example.com"})
+    await reopened.close()
+    again = durable_store(path)
+    assert [d["_id"] for d in await again.users.find({}).to_list()] == ["u1", "u3"]
+    await again.close()

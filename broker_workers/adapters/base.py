@@ -67,6 +67,10 @@ class Order:
     expiry_seconds: int
     stake: Decimal
     deadline_ms: int
+    # For reconciliation by details (brokers that keep no passthrough): the order cannot have
+    # been bought before its signal, and not as any contract already recorded for another trade.
+    signal_created_ms: int = 0
+    recorded_contract_ids: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True, slots=True)

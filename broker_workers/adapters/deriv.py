@@ -670,7 +670,7 @@ class DerivBroker:
                     "statement": 1,
                     "action_type": "buy",
                     "description": 1,
-                    "date_from": max(0, deadline_s - RECONCILE_LOOKBACK_S),
+                    "date_from": _window_start_s(order),
                     "limit": 999,
                 },
             )
@@ -704,8 +704,9 @@ class DerivBroker:
             and expiry.isdigit()
             and int(expiry) - int(start) == order.expiry_seconds
             and -_money(row.get("amount", 0)) == order.stake
-            and int(row.get("transaction_time", 0)) <= latest_s
+            and _window_start_s(order) <= int(row.get("transaction_time", 0)) <= latest_s
             and str(row["contract_id"]) not in self._claimed
+            and str(row["contract_id"]) not in order.recorded_contract_ids
         )
 
     # -- after the purchase ------------------------------------------------------------------
@@ -747,6 +748,14 @@ class DerivBroker:
             if isinstance(result, BaseException):
                 raise result
         return dict(r for r in results if isinstance(r, tuple))
+
+
+def _window_start_s(order: Order) -> int:
+    """The earliest a purchase of ``order`` can have been made (whole seconds, as Deriv keeps
+    them): its signal's creation, else the widest window a deadline allows."""
+    if order.signal_created_ms:
+        return max(0, order.signal_created_ms // 1000 - 1)
+    return max(0, order.deadline_ms // 1000 - RECONCILE_LOOKBACK_S)
 
 
 def _passthrough_many(orders: list[Order]) -> Json:

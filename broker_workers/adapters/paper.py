@@ -14,8 +14,6 @@ import json
 from decimal import Decimal
 from typing import Any, ClassVar
 
-from redis.asyncio import Redis
-
 from broker_workers.adapters.base import (
     DEFAULT_CAPABILITIES,
     Account,
@@ -26,6 +24,7 @@ from broker_workers.adapters.base import (
     TemporaryBrokerError,
 )
 from broker_workers.price_feed import BASE_PRICES, price, settle
+from signal_hub.connections import redis_client
 from signal_hub.settings import Settings
 
 BALANCES = "paper:balance"
@@ -102,7 +101,7 @@ class PaperBroker:
         self.payout_rate = Decimal(str(settings.paper_payout_rate))
         self.start_cents = _cents(settings.paper_start_balance)
         self.seed = settings.price_seed
-        self.redis = Redis.from_url(settings.redis_url, decode_responses=True)
+        self.redis = redis_client(settings.redis_url)
         self._buy = self.redis.register_script(BUY)
         self._settle = self.redis.register_script(SETTLE)
 

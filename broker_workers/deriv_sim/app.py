@@ -5,9 +5,11 @@ Run with ``uvicorn broker_workers.deriv_sim.app:app --port $DERIV_SIM_PORT`` (or
 
 Control API (for tests, benchmarks and the demo; never part of the real broker):
 
-- ``POST /_sim/accounts`` ``{token, balance, currency?}``: create or reset an account -> loginid.
+- ``POST /_sim/accounts`` ``{token, balance, currency?}``: create or reset an account -> loginid;
+  ``{"accounts": [{token, balance, currency?}, ...]}`` does many at once -> ``{created}``.
 - ``GET /_sim/accounts``: every account's loginid, balance and currency (no tokens).
-- ``GET /_sim/purchases``: every purchase made, in order, with its passthrough.
+- ``GET /_sim/purchases[?since=n]``: every purchase made (after the first ``n``), in order, with
+  its passthrough and the simulator's own timestamp (``time``, ms); ``count`` is the total.
 - ``GET|POST /_sim/faults``: read or replace the fault plan (keys: :class:`state.Faults`).
 - ``POST /_sim/reset``: forget everything and drop every connection.
 """
@@ -201,28 +203,49 @@ async def accounts(request: Request) -> JSONResponse:
         )
     try:
         data = await _body(request)
-        token, currency = data.get("token"), data.get("currency", "USD")
-        if not isinstance(token, str) or not api._TOKEN.match(token):
-            raise ValueError("token must be 1-128 letters, digits, '_' or '-'")
-        if not isinstance(currency, str) or not api._CURRENCY.match(currency):
-            raise ValueError("currency must be a currency code")
-        raw = data.get("balance", 10000)
-        if isinstance(raw, bool) or not isinstance(raw, int | float | str):
-            raise ValueError("balance must be a number")
-        balance = Decimal(str(raw))
-        if not balance.is_finite() or balance < 0:
-            raise ValueError("balance must be a number >= 0")
+        bulk = set(data) == {"accounts"}
+        many = data["accounts"] if bulk else [data]
+        if not isinstance(many, list) or not all(isinstance(d, dict) for d in many):
+            raise ValueError("accounts must be a list of account objects")
+        specs = [_account_spec(d) for d in many]
     except (ValueError, InvalidOperation) as exc:
         return _error(str(exc))
-    account = SIM.upsert_account(token, balance.quantize(Decimal("0.01")), currency)
+    created = [SIM.upsert_account(*spec) for spec in specs]
+    if bulk:
+        return JSONResponse({"created": len(created)}, status_code=201)
+    account = created[0]
     return JSONResponse(
-        {"loginid": account.loginid, "balance": money(account.balance), "currency": currency},
+        {
+            "loginid": account.loginid,
+            "balance": money(account.balance),
+            "currency": account.currency,
+        },
         status_code=201,
     )
 
 
+def _account_spec(data: dict[str, Any]) -> tuple[str, Decimal, str]:
+    token, currency = data.get("token"), data.get("currency", "USD")
+    if not isinstance(token, str) or not api._TOKEN.match(token):
+        raise ValueError("token must be 1-128 letters, digits, '_' or '-'")
+    if not isinstance(currency, str) or not api._CURRENCY.match(currency):
+        raise ValueError("currency must be a currency code")
+    raw = data.get("balance", 10000)
+    if isinstance(raw, bool) or not isinstance(raw, int | float | str):
+        raise ValueError("balance must be a number")
+    balance = Decimal(str(raw))
+    if not balance.is_finite() or balance < 0:
+        raise ValueError("balance must be a number >= 0")
+    return token, balance.quantize(Decimal("0.01")), currency
+
+
 async def purchases(request: Request) -> JSONResponse:
-    return JSONResponse({"count": len(SIM.purchases), "purchases": SIM.purchases})
+    """Every purchase, or with ``?since=n`` those after the first ``n`` (``count`` is the total)."""
+    try:
+        since = max(0, int(request.query_params.get("since", "0")))
+    except ValueError:
+        return _error("since must be a whole number")
+    return JSONResponse({"count": len(SIM.purchases), "purchases": SIM.purchases[since:]})
 
 
 async def faults(request: Request) -> JSONResponse:

@@ -39,6 +39,7 @@ def public_signal(signal: dict[str, Any], counts: dict[str, int]) -> dict[str, A
         "client_signal_id": signal.get("client_signal_id") or None,
         "created_at": signal["created_at"],
         "deadline_at": signal.get("deadline_at"),
+        "scheduled_at": signal.get("scheduled_at"),
         "status": signal.get("status", "active"),
         "fanout": signal.get("fanout"),
         "counts": counts,

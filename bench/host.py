@@ -1,0 +1,73 @@
+"""What the benchmark reads about processes on this machine: peak memory, children, profiles."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+
+def children(pid: int, recursive: bool = False) -> list[int]:
+    """The children of ``pid`` (every descendant if ``recursive``), found through the parent
+    field of ``/proc/<pid>/stat``."""
+    parents: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        ppid = int(stat.rsplit(")", 1)[1].split()[1])
+        parents.setdefault(ppid, []).append(int(entry.name))
+    found, todo = [], [pid]
+    while todo:
+        for child in parents.get(todo.pop(), []):
+            found.append(child)
+            if recursive:
+                todo.append(child)
+    return found
+
+
+def peak_rss_mb(pid: int) -> float | None:
+    """The process's peak resident set (``VmHWM``) so far, in MB; None once it is gone."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return round(int(line.split()[1]) / 1024, 1)
+    except OSError:
+        pass
+    return None
+
+
+def py_spy() -> str | None:
+    return shutil.which("py-spy") or shutil.which("py-spy", path=str(Path(sys.executable).parent))
+
+
+class Profiles:
+    """``py-spy record`` on some processes, raw (collapsed) stacks, one file per process."""
+
+    def __init__(self, directory: Path, pids: dict[str, int], rate: int = 100) -> None:
+        binary = py_spy()
+        if binary is None:
+            raise RuntimeError("py-spy is not installed (pip install py-spy)")
+        directory.mkdir(parents=True, exist_ok=True)
+        self.procs = []
+        for name, pid in pids.items():
+            argv = [binary, "record", "--pid", str(pid), "--rate", str(rate), "--format", "raw",
+                    "--nonblocking", "--output", str(directory / f"{name}.txt")]  # fmt: skip
+            with (directory / f"{name}.log").open("wb") as log:
+                self.procs.append(subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT))
+
+    def stop(self) -> None:
+        for proc in self.procs:
+            if proc.poll() is None:
+                os.kill(proc.pid, signal.SIGINT)
+        for proc in self.procs:
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                proc.kill()

@@ -1,0 +1,47 @@
+"""Scheduled signals: each fans out at its instant, from whichever hub gets there first.
+
+Every hub runs :func:`run_scheduler`. Taking a due signal out of the ``scheduled`` set is the first
+step of the expansion script, so with several hubs each signal still fans out once. A signal whose
+hub was down at its instant fires when one comes back; its deadline counts from the instant it was
+scheduled for, so if that has passed every subscriber ends ``skipped``/``expired``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from loguru import logger
+from redis.asyncio import Redis
+
+from signal_hub import keys
+from signal_hub.intake import Intake
+
+POLL_S = 0.02
+BATCH = 100
+
+
+async def fire_due(redis: Redis, intake: Intake) -> float:
+    """Fire what is due; return how long to sleep before looking again (s)."""
+    now = keys.now_ms()
+    due = await redis.zrangebyscore(keys.SCHEDULED, "-inf", now, start=0, num=BATCH)
+    for signal_id in due:
+        ack = await intake.fire(str(signal_id))
+        if ack is not None:
+            logger.info("scheduled signal {} fired: {}", signal_id, ack["fanout"])
+    if due:
+        return 0.0
+    upcoming = await redis.zrange(keys.SCHEDULED, 0, 0, withscores=True)
+    if not upcoming:
+        return POLL_S
+    return max(0.0, min(POLL_S, (float(upcoming[0][1]) - keys.now_ms()) / 1000))
+
+
+async def run_scheduler(redis: Redis, intake: Intake) -> None:
+    while True:
+        try:
+            await asyncio.sleep(await fire_due(redis, intake))
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            logger.exception("scheduler pass failed; retrying")
+            await asyncio.sleep(0.5)

@@ -1,0 +1,245 @@
+"""The fault-injection harness shared by ``tests/test_faults.py`` and the soak (``tests/soak.py``).
+
+It runs the real processes with short leases, sends signals to a channel with subscribers on
+both brokers, breaks something (a worker SIGKILLed at a kill point or at a moment, a hub killed,
+Redis connections cut, the broker dropping connections after the debit), and then checks the
+invariants from the outside, per subscriber:
+
+- the store holds exactly one terminal trade record for every subscriber the ack counted;
+- the broker (the paper ledger, the Deriv simulator's own purchase log) holds at most one
+  purchase for each (signal, subscriber), and one exactly when the record says ``placed``;
+- the provider's live feed carried each record once (while the hub stayed up).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import random
+import signal
+import time
+import uuid
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import redis as sync_redis
+
+from tests.client import Api, Live, User, live
+from tests.procs import Proc, System, redis_url, wait_until
+
+TERMINAL = {"placed", "rejected", "skipped", "failed"}
+
+# Short leases and timers so that a case settles in seconds; the logic is the production one.
+CHAOS_ENV = {
+    "FAULT_INJECTION": "1",
+    "CLAIM_LEASE_S": "1",
+    "WORKER_HEARTBEAT_S": "0.2",
+    "RECONCILE_AFTER_MS": "500",
+    "REAPER_INTERVAL_MS": "100",
+    "REDRIVE_STALL_MS": "400",
+    "PAPER_LATENCY_MS": "80",
+    "DRAIN_BATCH_SIZE": "4",
+    "DRAIN_CONCURRENCY": "2",
+    "LOG_LEVEL": "INFO",
+}
+SIM_FAULTS = {"latency_ms": 60, "jitter_ms": 20}
+
+
+def children(pid: int) -> list[int]:
+    """The live child processes of ``pid`` (an ``rq worker-pool``'s workers)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        fields = stat.rsplit(")", 1)[1].split()
+        if int(fields[1]) == pid and fields[0] != "Z":
+            found.append(int(entry.name))
+    return found
+
+
+@dataclass
+class Verdict:
+    """What one signal ended as, seen from outside."""
+
+    counted: int
+    records: int = 0
+    missing: int = 0
+    duplicate_records: int = 0
+    duplicate_purchases: int = 0
+    placed_without_purchase: int = 0
+    purchase_without_placed: int = 0
+    statuses: Counter[str] = field(default_factory=Counter)
+
+    @property
+    def ok(self) -> bool:
+        return not (
+            self.missing
+            or self.duplicate_records
+            or self.duplicate_purchases
+            or self.placed_without_purchase
+            or self.purchase_without_placed
+        )
+
+
+@dataclass
+class Chaos:
+    system: System
+    api: Api
+    provider: User
+    channel_id: str
+    paper_subs: int
+    deriv_subs: int
+    redis: sync_redis.Redis = field(init=False)
+    pools: dict[str, Proc] = field(default_factory=dict)
+    hub: Proc | None = None
+
+    def __post_init__(self) -> None:
+        self.redis = sync_redis.Redis.from_url(redis_url(self.system.db), decode_responses=True)
+
+    @classmethod
+    def start(cls, system: System, paper: int = 12, deriv: int = 8, workers: int = 2) -> Chaos:
+        hub = system.start_hub()
+        system.start_deriv_sim()
+        httpx.post(f"{system.sim_url}/_sim/faults", json=SIM_FAULTS).raise_for_status()
+        pools = {broker: system.start_pool(broker, workers) for broker in ("paper", "deriv")}
+        system.start_reaper()
+        http = httpx.Client(base_url=system.base_url, timeout=20)
+        api = Api(http)
+        provider = api.signup("provider")
+        channel = api.channel(provider)
+        for _ in range(paper):
+            api.subscriber(channel["id"], {"mode": "fixed", "amount": 1})
+        for i in range(deriv):
+            token = f"chaos-{uuid.uuid4().hex[:8]}-{i}"
+            account = {"token": token, "balance": 10_000, "currency": "USD"}
+            httpx.post(f"{system.sim_url}/_sim/accounts", json=account).raise_for_status()
+            api.subscriber(channel["id"], {"mode": "fixed", "amount": 1}, "deriv", {"token": token})
+        chaos = cls(system, api, provider, channel["id"], paper, deriv, pools=pools, hub=hub)
+        return chaos
+
+    @property
+    def total(self) -> int:
+        return self.paper_subs + self.deriv_subs
+
+    async def watcher(self) -> Live:
+        return await live(self.system.base_url, "/provider", self.provider)
+
+    async def send(self, watcher: Live, **extra: Any) -> dict[str, Any]:
+        ack = await watcher.emit(
+            "signal",
+            {"channel_id": self.channel_id, "asset": "R_100", "direction": "CALL",
+             "expiry_seconds": 60, **extra},
+        )  # fmt: skip
+        assert ack["ok"] is True, ack
+        return ack  # type: ignore[no-any-return]
+
+    # -- breaking things ----------------------------------------------------------------------
+
+    def arm(self, point: str, nth: int) -> None:
+        """The nth passage of ``point`` by any worker SIGKILLs that worker."""
+        self.redis.delete("ctc:fault:count")
+        self.redis.set("ctc:fault:kill", f"{point}:{nth}")
+
+    def disarm(self) -> None:
+        self.redis.delete("ctc:fault:kill", "ctc:fault:count")
+
+    def kill_a_worker(self, broker: str, sig: int = signal.SIGKILL) -> int:
+        pids = children(self.pools[broker].popen.pid)
+        assert pids, f"no {broker} workers"
+        pid = random.choice(pids)
+        os.kill(pid, sig)
+        return pid
+
+    def cut_redis_connections(self) -> int:
+        """Every ordinary client connection to Redis dropped at once (not this one's)."""
+        return int(self.redis.execute_command("CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes"))
+
+    def kill_hub(self, sig: int = signal.SIGKILL) -> None:
+        assert self.hub is not None
+        self.hub.stop(sig)
+
+    def restart_hub(self) -> None:
+        self.hub = self.system.start_hub()
+
+    def wait_for_workers(self, broker: str, count: int = 2) -> None:
+        wait_until(
+            lambda: (
+                len(children(self.pools[broker].popen.pid)) >= count
+                and self._live_workers(broker) >= count
+            ),
+            timeout=30,
+            what=f"{count} {broker} workers back",
+        )
+
+    def _live_workers(self, broker: str) -> int:
+        ids = self.redis.smembers(f"ctc:workers:{broker}")
+        return sum(int(self.redis.exists(f"ctc:worker:{w}")) for w in ids)
+
+    # -- checking -----------------------------------------------------------------------------
+
+    def trades(self, signal_id: str) -> list[dict[str, Any]]:
+        return self.api.ok(  # type: ignore[no-any-return]
+            "GET", f"/api/trades?signal_id={signal_id}&limit=10000", self.provider
+        )["items"]
+
+    def purchases(self, signal_id: str) -> Counter[str]:
+        """Purchases at the brokers, by trade id, from the brokers' own books."""
+        bought: Counter[str] = Counter()
+        for raw in self.redis.hvals("paper:contracts"):
+            coid = str(_json(raw).get("client_order_id", ""))
+            if coid.startswith(f"{signal_id}-"):
+                bought[coid] += 1
+        made = httpx.get(f"{self.system.sim_url}/_sim/purchases", timeout=10).json()["purchases"]
+        for p in made:
+            passthrough = p.get("passthrough") or {}
+            if passthrough.get("signal_id") != signal_id:
+                continue
+            if "client_order_ids" in passthrough:
+                bought[passthrough["client_order_ids"][p["token_index"]]] += 1
+            else:
+                bought[passthrough["client_order_id"]] += 1
+        return bought
+
+    def verify(
+        self, signal_id: str, counted: int, watcher: Live | None = None, timeout: float = 30
+    ) -> Verdict:
+        verdict = Verdict(counted)
+        trades: list[dict[str, Any]] = []
+
+        def settled() -> bool:
+            trades[:] = self.trades(signal_id)
+            return len(trades) >= counted and all(t["status"] in TERMINAL for t in trades)
+
+        with contextlib.suppress(TimeoutError):  # what is missing is counted below
+            wait_until(settled, timeout=timeout, what=f"{counted} records of {signal_id}")
+        time.sleep(0.3)  # a late duplicate would land within this
+        trades = self.trades(signal_id)
+        by_trade = Counter(t["trade_id"] for t in trades)
+        verdict.records = len(trades)
+        verdict.missing = max(0, counted - len(by_trade))
+        verdict.duplicate_records = sum(n - 1 for n in by_trade.values())
+        if watcher is not None:
+            seen = Counter(e["trade_id"] for e in watcher.executions if e["signal_id"] == signal_id)
+            verdict.duplicate_records += sum(n - 1 for n in seen.values())
+        verdict.statuses = Counter(
+            f"{t['status']}/{t['reason']}" if t.get("reason") else t["status"] for t in trades
+        )
+        bought = self.purchases(signal_id)
+        verdict.duplicate_purchases = sum(n - 1 for n in bought.values() if n > 1)
+        placed = {t["trade_id"] for t in trades if t["status"] == "placed"}
+        verdict.placed_without_purchase = len(placed - set(bought))
+        verdict.purchase_without_placed = len(set(bought) - placed)
+        return verdict
+
+
+def _json(raw: Any) -> dict[str, Any]:
+    value = json.loads(raw)
+    return value if isinstance(value, dict) else {}
