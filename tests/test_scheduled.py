@@ -41,8 +41,10 @@ async def test_scheduled_signal_fans_out_at_its_instant(system: System, api: Api
         assert abs(at_ms - datetime.fromisoformat(when).timestamp() * 1000) < 1
 
         wait_until(
-            lambda: history_entry(api, provider, channel["id"], ack["signal_id"])["status"]
-            == "scheduled",
+            lambda: (
+                history_entry(api, provider, channel["id"], ack["signal_id"])["status"]
+                == "scheduled"
+            ),
             what="the scheduled signal in the history",
         )
         entry = history_entry(api, provider, channel["id"], ack["signal_id"])
@@ -80,8 +82,9 @@ async def test_scheduled_signal_cancelled_before_its_instant(system: System, api
     finally:
         await watcher.close()
     wait_until(
-        lambda: history_entry(api, provider, channel["id"], ack["signal_id"])["status"]
-        == "cancelled",
+        lambda: (
+            history_entry(api, provider, channel["id"], ack["signal_id"])["status"] == "cancelled"
+        ),
         what="the cancelled signal in the history",
     )
 
