@@ -111,19 +111,9 @@ class Chaos:
         httpx.post(f"{system.sim_url}/_sim/faults", json=SIM_FAULTS).raise_for_status()
         pools = {broker: system.start_pool(broker, workers) for broker in ("paper", "deriv")}
         system.start_reaper()
-        http = httpx.Client(base_url=system.base_url, timeout=20)
-        api = Api(http)
-        provider = api.signup("provider")
-        channel = api.channel(provider)
-        for _ in range(paper):
-            api.subscriber(channel["id"], {"mode": "fixed", "amount": 1})
-        for i in range(deriv):
-            token = f"chaos-{uuid.uuid4().hex[:8]}-{i}"
-            account = {"token": token, "balance": 10_000, "currency": "USD"}
-            httpx.post(f"{system.sim_url}/_sim/accounts", json=account).raise_for_status()
-            api.subscriber(channel["id"], {"mode": "fixed", "amount": 1}, "deriv", {"token": token})
-        chaos = cls(system, api, provider, channel["id"], paper, deriv, pools=pools, hub=hub)
-        return chaos
+        api = Api(httpx.Client(base_url=system.base_url, timeout=20))
+        provider, channel_id = new_channel(system, api, paper, deriv)
+        return cls(system, api, provider, channel_id, paper, deriv, pools=pools, hub=hub)
 
     @property
     def total(self) -> int:
@@ -185,9 +175,9 @@ class Chaos:
 
     # -- checking -----------------------------------------------------------------------------
 
-    def trades(self, signal_id: str) -> list[dict[str, Any]]:
+    def trades(self, signal_id: str, provider: User | None = None) -> list[dict[str, Any]]:
         return self.api.ok(  # type: ignore[no-any-return]
-            "GET", f"/api/trades?signal_id={signal_id}&limit=10000", self.provider
+            "GET", f"/api/trades?signal_id={signal_id}&limit=10000", provider or self.provider
         )["items"]
 
     def purchases(self, signal_id: str) -> Counter[str]:
@@ -209,19 +199,25 @@ class Chaos:
         return bought
 
     def verify(
-        self, signal_id: str, counted: int, watcher: Live | None = None, timeout: float = 30
+        self,
+        signal_id: str,
+        counted: int,
+        watcher: Live | None = None,
+        timeout: float = 30,
+        provider: User | None = None,
     ) -> Verdict:
+        """The invariants for one signal, checked once every record arrived (or ``timeout``)."""
         verdict = Verdict(counted)
         trades: list[dict[str, Any]] = []
 
         def settled() -> bool:
-            trades[:] = self.trades(signal_id)
+            trades[:] = self.trades(signal_id, provider)
             return len(trades) >= counted and all(t["status"] in TERMINAL for t in trades)
 
         with contextlib.suppress(TimeoutError):  # what is missing is counted below
             wait_until(settled, timeout=timeout, what=f"{counted} records of {signal_id}")
         time.sleep(0.3)  # a late duplicate would land within this
-        trades = self.trades(signal_id)
+        trades = self.trades(signal_id, provider)
         by_trade = Counter(t["trade_id"] for t in trades)
         verdict.records = len(trades)
         verdict.missing = max(0, counted - len(by_trade))
@@ -238,6 +234,23 @@ class Chaos:
         verdict.placed_without_purchase = len(placed - set(bought))
         verdict.purchase_without_placed = len(set(bought) - placed)
         return verdict
+
+
+def new_channel(
+    system: System, api: Api, paper: int, deriv: int, **fields: Any
+) -> tuple[User, str]:
+    """A provider and its channel with ``paper`` and ``deriv`` subscribers staking 1."""
+    provider = api.signup("provider")
+    channel_id = str(api.channel(provider, **fields)["id"])
+    stake = {"mode": "fixed", "amount": 1}
+    for _ in range(paper):
+        api.subscriber(channel_id, stake)
+    for i in range(deriv):
+        token = f"chaos-{uuid.uuid4().hex[:8]}-{i}"
+        account = {"token": token, "balance": 10_000, "currency": "USD"}
+        httpx.post(f"{system.sim_url}/_sim/accounts", json=account).raise_for_status()
+        api.subscriber(channel_id, stake, "deriv", {"token": token})
+    return provider, channel_id
 
 
 def _json(raw: Any) -> dict[str, Any]:

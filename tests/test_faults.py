@@ -17,7 +17,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from tests.chaos import CHAOS_ENV, SIM_FAULTS, Chaos, Verdict
+from tests.chaos import CHAOS_ENV, SIM_FAULTS, Chaos, Verdict, new_channel
 from tests.client import live
 from tests.conftest import LOG_DIR, UNIT_DB
 from tests.procs import running_system
@@ -126,27 +126,16 @@ async def test_hub_stopped_while_results_are_in_flight(chaos: Chaos, sig: int) -
 async def test_sigterm_hands_work_over_and_loses_nothing(chaos: Chaos) -> None:
     """SIGTERM to the whole paper pool mid-signal: the batches in hand finish, the rest is handed
     over, and a new pool places every one of them before the (long) deadline."""
-    provider = chaos.api.signup("provider")
-    channel = chaos.api.channel(provider, max_signal_delay_ms=15_000)
-    for _ in range(24):
-        chaos.api.subscriber(channel["id"], {"mode": "fixed", "amount": 1})
+    provider, channel_id = new_channel(chaos.system, chaos.api, 24, 0, max_signal_delay_ms=15_000)
     watcher = await live(chaos.system.base_url, "/provider", provider)
     try:
-        ack = await watcher.emit(
-            "signal",
-            {"channel_id": channel["id"], "asset": "EURUSD", "direction": "PUT",
-             "expiry_seconds": 60},
-        )  # fmt: skip
+        ack = await watcher.emit("signal", signal_to(channel_id))
         assert ack["ok"], ack
         await asyncio.sleep(0.15)
         chaos.pools["paper"].stop(signal.SIGTERM, timeout=20)
         assert chaos.pools["paper"].popen.returncode is not None
         chaos.pools["paper"] = chaos.system.start_pool("paper", workers=2)
-        chaos.provider, old = provider, chaos.provider
-        try:
-            verdict = chaos.verify(ack["signal_id"], 24, watcher)
-        finally:
-            chaos.provider = old
+        verdict = chaos.verify(ack["signal_id"], 24, watcher, provider=provider)
     finally:
         await watcher.close()
     assert_held(verdict, "SIGTERM")
@@ -157,33 +146,21 @@ async def test_sigterm_hands_work_over_and_loses_nothing(chaos: Chaos) -> None:
 async def test_cancel_reaches_every_worker_of_every_broker(chaos: Chaos) -> None:
     """Cancelled while both pools are mid-signal: what the ack calls cancellable ends
     skipped/cancelled, exactly that many, on both brokers; the rest was bought, once."""
-    provider = chaos.api.signup("provider")
-    channel = chaos.api.channel(provider)
-    for _ in range(40):
-        chaos.api.subscriber(channel["id"], {"mode": "fixed", "amount": 1})
-    for i in range(16):
-        token = f"cancel-{channel['id'][:8]}-{i}"
-        account = {"token": token, "balance": 1000, "currency": "USD"}
-        httpx.post(f"{chaos.system.sim_url}/_sim/accounts", json=account).raise_for_status()
-        chaos.api.subscriber(
-            channel["id"], {"mode": "fixed", "amount": 1}, "deriv", {"token": token}
-        )
+    provider, channel_id = new_channel(chaos.system, chaos.api, 40, 16)
     watcher = await live(chaos.system.base_url, "/provider", provider)
-    chaos.provider, old = provider, chaos.provider
     try:
-        ack = await watcher.emit(
-            "signal",
-            {"channel_id": channel["id"], "asset": "R_100", "direction": "CALL",
-             "expiry_seconds": 60},
-        )  # fmt: skip
+        ack = await watcher.emit("signal", signal_to(channel_id))
         assert ack["fanout"]["total"] == 56, ack
         await asyncio.sleep(0.05)
         cancel = await watcher.emit("cancel", {"signal_id": ack["signal_id"]})
         assert cancel["ok"] and cancel["cancellable"] > 0, cancel
-        verdict = chaos.verify(ack["signal_id"], 56, watcher)
+        verdict = chaos.verify(ack["signal_id"], 56, watcher, provider=provider)
     finally:
-        chaos.provider = old
         await watcher.close()
     assert_held(verdict, "cancel")
     assert verdict.statuses["skipped/cancelled"] == cancel["cancellable"], verdict.statuses
     assert verdict.statuses["placed"] + cancel["cancellable"] == 56, verdict.statuses
+
+
+def signal_to(channel_id: str) -> dict[str, object]:
+    return {"channel_id": channel_id, "asset": "R_100", "direction": "CALL", "expiry_seconds": 60}
