@@ -192,8 +192,9 @@ class Chaos:
             passthrough = p.get("passthrough") or {}
             if passthrough.get("signal_id") != signal_id:
                 continue
-            if "client_order_ids" in passthrough:
-                bought[passthrough["client_order_ids"][p["token_index"]]] += 1
+            if "subscription_ids" in passthrough:
+                sub_id = passthrough["subscription_ids"][p["token_index"]]
+                bought[f"{signal_id}-{sub_id}"] += 1
             else:
                 bought[passthrough["client_order_id"]] += 1
         return bought

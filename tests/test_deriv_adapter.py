@@ -52,7 +52,7 @@ def ghost(name: str = "ghost") -> Account:
 def order(account: Account, **overrides: Any) -> Order:
     n = next(_ids)
     fields: dict[str, Any] = {
-        "client_order_id": f"trade-{n}",
+        "client_order_id": f"sig-1-sub-{n}",  # the trade id: {signal}-{subscription}
         "signal_id": "sig-1",
         "subscription_id": f"sub-{n}",
         "account": account,
@@ -187,7 +187,7 @@ async def test_multi_account_buy_with_receipts_and_errors(
     for p in made:  # one request; its passthrough maps every token back to its order
         passthrough = p["passthrough"]
         assert passthrough["signal_id"] == "sig-1"
-        coid = passthrough["client_order_ids"][p["token_index"]]
+        coid = f"sig-1-{passthrough['subscription_ids'][p['token_index']]}"
         fill = next(f for f in fills if f.client_order_id == coid)
         assert fill.contract_id == str(p["contract_id"])
     assert len({p["token_index"] for p in made}) == 2
@@ -205,7 +205,7 @@ async def test_large_groups_are_split_within_deriv_limits(
     assert len(made) == 130
     requests: dict[str, int] = {}
     for p in made:
-        key = p["passthrough"]["client_order_ids"][0]
+        key = p["passthrough"]["subscription_ids"][0]
         requests[key] = requests.get(key, 0) + 1
     assert all(n <= 100 for n in requests.values())
     assert len(requests) >= 2

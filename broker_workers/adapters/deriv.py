@@ -470,15 +470,23 @@ class DerivBroker:
             groups.setdefault(key, []).append(o)
         for group in groups.values():
             chunk: list[Order] = []
+            tokens: set[str] = set()
+            size = 0
             for o in group:
+                entry = len(json.dumps(o.subscription_id)) + 1  # and a comma
                 if chunk and (
                     len(chunk) == MAX_TOKENS_PER_BUY
-                    or len(_dumps(_passthrough_many([*chunk, o]))) > PASSTHROUGH_MAX_BYTES
-                    or any(_token(c.account) == _token(o.account) for c in chunk)
+                    or size + entry > PASSTHROUGH_MAX_BYTES
+                    or _token(o.account) in tokens
                 ):
                     yield chunk
-                    chunk = []
+                    chunk, tokens = [], set()
+                if not chunk:
+                    size = len(_dumps(_passthrough_many([o])))
+                else:
+                    size += entry
                 chunk.append(o)
+                tokens.add(_token(o.account))
             if chunk:
                 yield chunk
 
@@ -759,9 +767,10 @@ def _window_start_s(order: Order) -> int:
 
 
 def _passthrough_many(orders: list[Order]) -> Json:
-    """The tag of a multi-account buy: index i of each list belongs to ``tokens[i]``."""
+    """The tag of a multi-account buy: ``subscription_ids[i]`` belongs to ``tokens[i]`` (the
+    client order id is the trade id, ``{signal_id}-{subscription_id}``; not repeating it keeps
+    100 tokens within the passthrough's 3500 bytes)."""
     return {
         "signal_id": orders[0].signal_id if orders else "",
-        "client_order_ids": [o.client_order_id for o in orders],
         "subscription_ids": [o.subscription_id for o in orders],
     }
