@@ -25,6 +25,7 @@ import argparse
 import asyncio
 import json
 import math
+import os
 import statistics
 import time
 import uuid
@@ -35,15 +36,16 @@ from typing import Any
 import httpx
 import redis as sync_redis
 import socketio
+from redis.asyncio import Redis
 from rq import Queue, Worker
 
 from bench import baseline
-from bench.host import Profiles, children, peak_rss_mb
+from bench.host import CpuMeter, Profiles, children, command_of, peak_rss_mb
 from bench.ledger import Ledger, Mark, connect
 from bench.seed import Channel, Seeded, seed_simulator, seed_store
 from signal_hub import keys
 from signal_hub.settings import load_settings
-from tests.procs import Proc, System, redis_url, running_system, wait_until
+from tests.procs import REDIS_HOST, Proc, System, redis_url, running_system, wait_until
 
 BROKERS = ("paper", "deriv")
 METRICS = (
@@ -110,8 +112,10 @@ class Sender:
         self.sio = socketio.AsyncClient(reconnection=False)
         self.redis = connect(redis_url(system.db))
         self.ledger = Ledger(self.redis, system.sim_url if "deriv" in opts.brokers else None)
+        self.cpu = CpuMeter({})
 
     async def __aenter__(self) -> Sender:
+        self.cpu = CpuMeter(await _cpu_groups(self.system, self.redis))
         await self.sio.connect(
             self.system.base_url,
             namespaces=["/provider"],
@@ -127,11 +131,13 @@ class Sender:
         await self.redis.aclose()
 
     async def _wait_purchases(self, mark: Mark, expected: dict[str, int], until: float) -> None:
+        """Poll the brokers' counts, often at first, then less so as not to load them."""
+        started = time.monotonic()
         while time.time() < until:
             counts = await self.ledger.counts(mark)
             if all(counts.get(b, 0) >= n for b, n in expected.items()):
                 return
-            await asyncio.sleep(POLL_S)
+            await asyncio.sleep(POLL_S if time.monotonic() - started < 2 else POLL_S * 10)
 
     async def _results_drained(self) -> bool:
         if not await self.redis.xlen(keys.RESULTS):
@@ -147,7 +153,7 @@ class Sender:
         while time.time() < until:
             if await self._results_drained():
                 return time.time() * 1000 - emit_ms
-            await asyncio.sleep(POLL_S * 5)
+            await asyncio.sleep(POLL_S * 2)
         return None
 
     async def signal(self, channel: Channel) -> dict[str, Any]:
@@ -155,6 +161,7 @@ class Sender:
         mark = await self.ledger.mark()
         payload = {"channel_id": channel.id, "asset": opts.asset, "direction": "CALL",
                    "expiry_seconds": opts.expiry_seconds}  # fmt: skip
+        self.cpu.start()
         emit_ms = time.time() * 1000
         started = time.perf_counter()
         ack = await self.sio.call("signal", payload, namespace="/provider", timeout=60)
@@ -172,8 +179,10 @@ class Sender:
 
         until = time.time() + min(opts.signal_timeout_s, opts.max_delay_ms / 1000 + 5)
         await self._wait_purchases(mark, expected, until)
+        cpu_fanout = self.cpu.read()
         by_broker = await self.ledger.times(mark, signal_id)
         relay_ms = await self._wait_relay(emit_ms)
+        cpu_relayed = self.cpu.read()
         latencies = sorted(t - emit_ms for ts in by_broker.values() for t in ts)
         last = latencies[-1] if latencies else None
         return {
@@ -192,6 +201,7 @@ class Sender:
             },
             "purchases_per_s": _round(len(latencies) / (last / 1000)) if last else None,
             "relay_ms": _round(relay_ms),
+            "cpu_s": {"fanout": cpu_fanout, "until_relayed": cpu_relayed},
         }
 
     async def signals(self, channel: Channel, label: str) -> list[dict[str, Any]]:
@@ -222,6 +232,20 @@ def summarize(results: list[dict[str, Any]]) -> dict[str, Any]:
             "median": _median([r[metric] for r in measured]),
             "per_signal": [r[metric] for r in results],
         }
+    brokers = sorted({b for r in results for b in r["last_purchase_by_broker_ms"]})
+    out["last_purchase_by_broker_ms"] = {
+        "median": {
+            b: _median([r["last_purchase_by_broker_ms"].get(b) for r in measured]) for b in brokers
+        },
+        "per_signal": [r["last_purchase_by_broker_ms"] for r in results],
+    }
+    out["cpu_s"] = {
+        window: {
+            name: _median([r["cpu_s"][window].get(name) for r in measured])
+            for name in measured[0]["cpu_s"][window]
+        }
+        for window in ("fanout", "until_relayed")
+    }
     acks = [r["ack_ms"] for r in measured]
     out["ack_p99_ms"] = _round(percentile(acks, 99), 2) if acks else None
     out["fanout"] = [r["fanout"] for r in results]
@@ -284,6 +308,20 @@ async def run_baseline(system: System, opts: Options, channel: Channel) -> dict[
 # -- the run ---------------------------------------------------------------------------------
 
 
+def _wait_registered(system: System, opts: Options) -> None:
+    """Until RQ lists every pool worker on its queue: the hub sizes a signal's drain jobs by
+    that count, so a signal sent earlier would leave a worker out."""
+    r = sync_redis.Redis.from_url(redis_url(system.db))
+    for broker in opts.brokers:
+        queue = Queue(keys.queue_name(broker), connection=r)
+        wait_until(
+            lambda q=queue: Worker.count(queue=q) >= opts.workers_per_broker,
+            timeout=60,
+            what=f"{opts.workers_per_broker} RQ workers on {queue.name}",
+        )
+    r.close()
+
+
 def _workers(system: System) -> dict[str, int]:
     """The worker processes: the pools' children (a worker's own child is RQ's scheduler)."""
     pids = {}
@@ -292,6 +330,20 @@ def _workers(system: System) -> dict[str, int]:
             for i, pid in enumerate(children(p.popen.pid)):
                 pids[f"{p.name}_{i}"] = pid
     return pids
+
+
+async def _cpu_groups(system: System, redis: Redis) -> dict[str, list[int]]:
+    """The processes whose CPU time the benchmark reports, Redis' too when it runs here."""
+    groups = {
+        "hub": [p.popen.pid for p in system.procs if p.name == "hub"],
+        "workers": list(_workers(system).values()),
+        "deriv_sim": [p.popen.pid for p in system.procs if p.name == "deriv_sim"],
+        "bench": [os.getpid()],
+    }
+    pid = int((await redis.info("server")).get("process_id", 0))
+    if REDIS_HOST in ("127.0.0.1", "localhost") and command_of(pid).startswith("redis"):
+        groups["redis"] = [pid]
+    return {name: pids for name, pids in groups.items() if pids}
 
 
 def _peak_rss(system: System) -> dict[str, Any]:
@@ -360,6 +412,7 @@ def run(opts: Options) -> dict[str, Any]:
             start_reaper()
         for broker in opts.brokers:
             system.start_pool(broker, opts.workers_per_broker, timeout=600)
+        _wait_registered(system, opts)
         phases["pools_start_s"] = time.perf_counter() - started
         print(
             f"  seeded {opts.subscribers} subscribers in {phases['seed_s']:.1f} s, hub up in "
@@ -419,7 +472,18 @@ def table(result: dict[str, Any]) -> str:
         lines.append(f"{i + 1:<8}" + "".join(f"{_cell(v):>{width}}" for v in values))
     medians = [result[key]["median"] for key, _ in cols]
     lines.append(f"{'median':<8}" + "".join(f"{_cell(v):>{width}}" for v in medians))
+    by_broker = result["last_purchase_by_broker_ms"]["median"]
+    lines.append(
+        "last purchase by broker (median): "
+        + ", ".join(f"{b} {ms} ms" for b, ms in by_broker.items())
+    )
     lines.append(f"ack p99 over signals 2..S: {result['ack_p99_ms']} ms")
+    for window, title in (
+        ("fanout", "until the last purchase"),
+        ("until_relayed", "until relayed"),
+    ):
+        cpu = ", ".join(f"{k} {v}" for k, v in result["cpu_s"][window].items())
+        lines.append(f"CPU seconds from the emit {title} (median): {cpu}")
     rss = result["rss_mb"]
     lines.append(
         f"peak RSS: hub {rss['hub']} MB, largest worker {rss['workers']} MB (all workers "
@@ -476,6 +540,10 @@ def parse(argv: list[str] | None = None) -> tuple[Options, bool]:
     parser.add_argument("--expiry-seconds", type=int, default=600)
     parser.add_argument("--redis-db", type=int, default=13)
     parser.add_argument("--log-dir", type=Path, default=Path("/tmp/ctc-bench-logs"))
+    parser.add_argument(
+        "--gap-s", type=float, default=0.5,
+        help="pause between one signal's end (all bought and relayed) and the next (default 0.5)",
+    )  # fmt: skip
     parser.add_argument("--signal-timeout-s", type=float, default=120)
     parser.add_argument("--relay-timeout-s", type=float, default=600)
     parser.add_argument(
@@ -504,6 +572,7 @@ def parse(argv: list[str] | None = None) -> tuple[Options, bool]:
         redis_db=a.redis_db,
         log_dir=a.log_dir,
         signal_timeout_s=a.signal_timeout_s,
+        gap_s=a.gap_s,
         relay_timeout_s=a.relay_timeout_s,
         py_spy_dir=a.py_spy,
     )

@@ -32,6 +32,14 @@ def children(pid: int, recursive: bool = False) -> list[int]:
     return found
 
 
+def command_of(pid: int) -> str:
+    """The process's command name, or "" when there is none such here."""
+    try:
+        return Path(f"/proc/{pid}/comm").read_text().strip()
+    except OSError:
+        return ""
+
+
 def peak_rss_mb(pid: int) -> float | None:
     """The process's peak resident set (``VmHWM``) so far, in MB; None once it is gone."""
     try:
@@ -71,3 +79,41 @@ class Profiles:
                 proc.wait(30)
             except subprocess.TimeoutExpired:
                 proc.kill()
+
+
+_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_s(pid: int) -> float | None:
+    """CPU time (user + system) the process has used so far, in seconds; None once gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / _TICKS
+
+
+class CpuMeter:
+    """CPU seconds used by named groups of processes between :meth:`start` and :meth:`read`."""
+
+    def __init__(self, groups: dict[str, list[int]]) -> None:
+        self.groups = groups
+        self._start: dict[int, float] = {}
+
+    def _now(self) -> dict[int, float]:
+        return {
+            pid: used
+            for pids in self.groups.values()
+            for pid in pids
+            if (used := cpu_s(pid)) is not None
+        }
+
+    def start(self) -> None:
+        self._start = self._now()
+
+    def read(self) -> dict[str, float]:
+        now = self._now()
+        return {
+            name: round(sum(now.get(p, 0.0) - self._start.get(p, 0.0) for p in pids), 2)
+            for name, pids in self.groups.items()
+        }

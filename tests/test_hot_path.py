@@ -293,8 +293,9 @@ async def test_mixed_brokers_place_settle_and_reach_the_broker_once(
     assert len(mine) == 3
     assert sorted(p["amount"] for p in mine) == [0.35, 2, 2]
     tagged = {str(p["passthrough"]) for p in mine}
-    for user in deriv:
-        assert any(by_user[user.id]["trade_id"] in t for t in tagged)
+    for user in deriv:  # the trade id is {signal}-{subscription}; the broker's tag names both
+        signal_id, subscription_id = by_user[user.id]["trade_id"].split("-", 1)
+        assert any(signal_id in t and subscription_id in t for t in tagged)
 
     assert {s["trade_id"] for s in watcher.settlements} == {
         e["trade_id"] for e in watcher.executions
