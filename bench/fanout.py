@@ -5,8 +5,8 @@
 
 1. starts the Deriv simulator (when ``deriv`` is among the brokers), seeds N subscribers straight
    into the store (:mod:`bench.seed`), split round-robin across the brokers, then starts the hub
-   (which rebuilds the Redis directory from the store, as after any restart) and one worker pool
-   of W processes per broker;
+   (which rebuilds the Redis directory from the store, as after any restart), the reaper and one
+   worker pool of W processes per broker;
 2. sends S signals from a real Socket.IO client, one at a time, and per signal measures the
    acknowledgement, then waits for the brokers to have accepted every purchase it announced and
    for the hub to have relayed every record, and reads each purchase's acceptance time from the

@@ -353,7 +353,7 @@ class EmbeddedDatabase:
         """The database as journal entries: each collection's documents, then its indexes."""
         for name in sorted(self._db.list_collection_names()):
             batch: list[dict[str, Any]] = []
-            for doc in self._db[name].find({}):
+            for doc in EmbeddedCursor(self._db[name].find({}))._results():
                 batch.append(doc)
                 if len(batch) == COMPACT_CHUNK:
                     yield _entry(name, "insert_many", batch)

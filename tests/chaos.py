@@ -149,8 +149,17 @@ class Chaos:
         return pid
 
     def cut_redis_connections(self) -> int:
-        """Every ordinary client connection to Redis dropped at once (not this one's)."""
-        return int(self.redis.execute_command("CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes"))
+        """Every ordinary client connection of this system's database dropped at once (not this
+        one's, and none of other databases: other work may share the server)."""
+        me = self.redis.client_id()
+        victims = [
+            c["id"]
+            for c in self.redis.client_list(_type="normal")
+            if int(c["db"]) == self.system.db and int(c["id"]) != me
+        ]
+        for client_id in victims:
+            self.redis.client_kill_filter(_id=client_id)
+        return len(victims)
 
     def kill_hub(self, sig: int = signal.SIGKILL) -> None:
         assert self.hub is not None
