@@ -40,12 +40,12 @@ from redis.asyncio import Redis
 from rq import Queue, Worker
 
 from bench import baseline
-from bench.host import CpuMeter, Profiles, children, command_of, peak_rss_mb
+from bench.host import CpuMeter, Profiles, command_of, peak_rss_mb
 from bench.ledger import Ledger, Mark, connect
 from bench.seed import Channel, Seeded, seed_simulator, seed_store
 from signal_hub import keys
 from signal_hub.settings import load_settings
-from tests.procs import REDIS_HOST, Proc, System, redis_url, running_system, wait_until
+from tests.procs import REDIS_HOST, Proc, System, children, redis_url, running_system, wait_until
 
 BROKERS = ("paper", "deriv")
 METRICS = (
@@ -262,15 +262,9 @@ async def run_baseline(system: System, opts: Options, channel: Channel) -> dict[
     for broker in channel.subscriptions:
         for i in range(opts.workers_per_broker):
             procs.append(system.spawn(f"baseline_{broker}_{i}", baseline.worker_argv(broker, url)))
-    r = sync_redis.Redis.from_url(url)
-    for broker in channel.subscriptions:
-        queue = Queue(baseline.queue_name(broker), connection=r)
-        wait_until(
-            lambda q=queue: Worker.count(queue=q) >= opts.workers_per_broker,
-            timeout=60,
-            what=f"baseline workers on {queue.name}",
-        )
-    r.close()
+    _wait_for_rq_workers(
+        url, [baseline.queue_name(b) for b in channel.subscriptions], opts.workers_per_broker
+    )
     redis = connect(url)
     ledger = Ledger(redis, system.sim_url if "deriv" in channel.subscriptions else None)
     try:
@@ -311,15 +305,22 @@ async def run_baseline(system: System, opts: Options, channel: Channel) -> dict[
 def _wait_registered(system: System, opts: Options) -> None:
     """Until RQ lists every pool worker on its queue: the hub sizes a signal's drain jobs by
     that count, so a signal sent earlier would leave a worker out."""
-    r = sync_redis.Redis.from_url(redis_url(system.db))
-    for broker in opts.brokers:
-        queue = Queue(keys.queue_name(broker), connection=r)
-        wait_until(
-            lambda q=queue: Worker.count(queue=q) >= opts.workers_per_broker,
-            timeout=60,
-            what=f"{opts.workers_per_broker} RQ workers on {queue.name}",
-        )
-    r.close()
+    queues = [keys.queue_name(b) for b in opts.brokers]
+    _wait_for_rq_workers(redis_url(system.db), queues, opts.workers_per_broker)
+
+
+def _wait_for_rq_workers(url: str, queue_names: list[str], count: int) -> None:
+    r = sync_redis.Redis.from_url(url)
+    try:
+        for name in queue_names:
+            queue = Queue(name, connection=r)
+            wait_until(
+                lambda q=queue: Worker.count(queue=q) >= count,
+                timeout=60,
+                what=f"{count} RQ workers on {name}",
+            )
+    finally:
+        r.close()
 
 
 def _workers(system: System) -> dict[str, int]:

@@ -1,4 +1,4 @@
-"""What the benchmark reads about processes on this machine: peak memory, children, profiles."""
+"""What the benchmark reads about processes on this machine: peak memory, CPU, profiles."""
 
 from __future__ import annotations
 
@@ -8,28 +8,6 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
-
-
-def children(pid: int, recursive: bool = False) -> list[int]:
-    """The children of ``pid`` (every descendant if ``recursive``), found through the parent
-    field of ``/proc/<pid>/stat``."""
-    parents: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        ppid = int(stat.rsplit(")", 1)[1].split()[1])
-        parents.setdefault(ppid, []).append(int(entry.name))
-    found, todo = [], [pid]
-    while todo:
-        for child in parents.get(todo.pop(), []):
-            found.append(child)
-            if recursive:
-                todo.append(child)
-    return found
 
 
 def command_of(pid: int) -> str:

@@ -22,7 +22,6 @@ from typing import Any, TypeVar
 from loguru import logger
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
-from rq import Queue, get_current_job
 
 from broker_workers.adapters.base import (
     Account,
@@ -35,6 +34,7 @@ from broker_workers.claims import Claim, SignalInfo, Terminal, recorded_contract
 from broker_workers.process import Refusal, max_trades_per_day, needs_balance, precheck, stake_for
 from broker_workers.runtime import WorkerRuntime, current, set_current
 from signal_hub import keys
+from signal_hub.dispatch import Dispatcher
 from signal_hub.settings import get_settings
 
 T = TypeVar("T")
@@ -48,36 +48,27 @@ _GATE_REFUSALS = {
 
 
 def drain_job(signal_id: str, broker: str) -> int:
-    """RQ entry point. Runs on the worker's runtime loop; returns how many records it wrote."""
+    """RQ entry point. Runs on the worker's runtime loop; returns how many records it wrote.
+    A stopping worker hands what is left of the signal to the next drain job."""
     runtime = current()
     if runtime is None:  # a plain ``rq worker`` without BrokerWorker: make the runtime now
         runtime = WorkerRuntime(get_settings(), broker, f"adhoc-{broker}-{time.time_ns()}")
         runtime.start()
         set_current(runtime)
     written = runtime.run(drain(runtime, signal_id))
-    if runtime.stopping and runtime.run(_work_left(runtime, signal_id)):
-        hand_over(signal_id, broker)
+    left = runtime.run(_work_left(runtime, signal_id)) if runtime.stopping else 0
+    if left:
+        dispatcher = Dispatcher(runtime.settings.redis_url, runtime.settings.drain_batch_size)
+        try:
+            dispatcher.dispatch_sync(signal_id, {broker: left}, "handover", at_front=True)
+        finally:
+            dispatcher.close()
+        logger.info("stopping: handed the rest of {} on {} over", signal_id, broker)
     return written
 
 
 async def _work_left(rt: WorkerRuntime, signal_id: str) -> int:
     return int(await rt.redis.scard(keys.work(signal_id, rt.broker)))
-
-
-def hand_over(signal_id: str, broker: str) -> None:
-    """A stopping worker leaves the rest of a signal's work to the next drain job."""
-    job = get_current_job()
-    if job is None:
-        return
-    Queue(keys.queue_name(broker), connection=job.connection).enqueue(
-        drain_job,
-        signal_id,
-        broker,
-        job_id=f"drain-{signal_id}-{broker}-handover-{time.time_ns()}",
-        result_ttl=0,
-        at_front=True,
-    )
-    logger.info("stopping: handed the rest of {} on {} over", signal_id, broker)
 
 
 async def drain(rt: WorkerRuntime, signal_id: str) -> int:

@@ -43,7 +43,7 @@ from broker_workers.settlement import TAKE_DUE
 from signal_hub import keys
 from signal_hub.connections import redis_client
 from signal_hub.crypto import CredentialsBox, CredentialsError
-from signal_hub.intake import Dispatcher
+from signal_hub.dispatch import Dispatcher
 from signal_hub.logs import configure_logging
 from signal_hub.lua import END_UNSENT, NOW_MS
 from signal_hub.settings import Settings, get_settings
@@ -121,7 +121,7 @@ class Reaper:
             await self.redis.srem(keys.workers(broker), worker_id)
             logger.warning("worker {} is gone; its claims are released", worker_id)
             for signal_id, work_broker in redrive:
-                await self._dispatch(signal_id, work_broker)
+                await self.dispatcher.dispatch(signal_id, {work_broker: 1}, "redrive")
 
     async def reconcile(self) -> None:
         due: list[str] = await self._take(
@@ -200,13 +200,10 @@ class Reaper:
                 since = now
             elif now - since >= self.settings.redrive_stall_ms:
                 logger.warning("work of {} on {} stalled at {}: redriving", signal_id, broker, size)
-                await self._dispatch(signal_id, broker, size)
+                await self.dispatcher.dispatch(signal_id, {broker: size}, "redrive")
                 since = now
             sizes[member] = (size, since)
         self._sizes = sizes
-
-    async def _dispatch(self, signal_id: str, broker: str, size: int = 1) -> None:
-        await self.dispatcher.dispatch(signal_id, {broker: size})
 
     async def close(self) -> None:
         for adapter in self._adapters.values():

@@ -14,7 +14,8 @@ from signal_hub.cancel import Canceller
 from signal_hub.connections import redis_client
 from signal_hub.crypto import CredentialsBox
 from signal_hub.directory import Directory
-from signal_hub.intake import Dispatcher, Intake
+from signal_hub.dispatch import Dispatcher
+from signal_hub.intake import Intake
 from signal_hub.ratelimit import RateLimiter
 from signal_hub.settings import Settings
 from signal_hub.store import Store

@@ -17,21 +17,15 @@ from __future__ import annotations
 
 import asyncio
 import json
-import math
-import time
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-import anyio.to_thread
 from loguru import logger
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
-from redis import Redis as SyncRedis
 from redis.asyncio import Redis
-from rq import Queue, Worker
 
-from broker_workers.drain import drain_job
 from signal_hub import keys
+from signal_hub.dispatch import Dispatcher
 from signal_hub.errors import ApiError, Forbidden, NotFound, ValidationFailed
 from signal_hub.store import new_id
 from signal_hub.validation import validate
@@ -170,63 +164,6 @@ def scheduled_ms(signal: SignalIn, max_ahead_s: int) -> int | None:
 
 def iso(ms: int) -> str:
     return datetime.fromtimestamp(ms / 1000, UTC).isoformat().replace("+00:00", "Z")
-
-
-@dataclass
-class Dispatcher:
-    """Enqueues drain jobs on the RQ queue of each broker that has work for a signal.
-
-    Several drain jobs per broker let every worker of the pool take part; each job then pops
-    subscribers in batches until the work set is empty, so a surplus job costs one empty pop.
-    """
-
-    redis_url: str
-    batch_size: int
-    worker_count_ttl_s: float = 2.0
-
-    def __post_init__(self) -> None:
-        self._redis = SyncRedis.from_url(self.redis_url)
-        self._queues: dict[str, Queue] = {}
-        self._worker_counts: dict[str, tuple[float, int]] = {}
-
-    def _queue(self, broker: str) -> Queue:
-        if broker not in self._queues:
-            self._queues[broker] = Queue(keys.queue_name(broker), connection=self._redis)
-        return self._queues[broker]
-
-    def _workers(self, broker: str) -> int:
-        now = time.monotonic()
-        cached = self._worker_counts.get(broker)
-        if cached and now - cached[0] < self.worker_count_ttl_s:
-            return cached[1]
-        count = Worker.count(connection=self._redis, queue=self._queue(broker))
-        self._worker_counts[broker] = (now, count)
-        return count
-
-    def dispatch_sync(self, signal_id: str, by_broker: dict[str, int]) -> None:
-        for broker, n in by_broker.items():
-            jobs = max(1, min(math.ceil(n / self.batch_size), self._workers(broker)))
-            queue = self._queue(broker)
-            queue.enqueue_many(
-                [
-                    Queue.prepare_data(
-                        drain_job,
-                        args=(signal_id, broker),
-                        job_id=f"drain-{signal_id}-{broker}-{i}",
-                        result_ttl=0,
-                        failure_ttl=24 * 3600,
-                        timeout=300,
-                        description=f"drain {signal_id} on {broker}",
-                    )
-                    for i in range(jobs)
-                ]
-            )
-
-    async def dispatch(self, signal_id: str, by_broker: dict[str, int]) -> None:
-        await anyio.to_thread.run_sync(self.dispatch_sync, signal_id, by_broker)
-
-    def close(self) -> None:
-        self._redis.close()
 
 
 class Intake:

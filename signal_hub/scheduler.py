@@ -21,19 +21,20 @@ BATCH = 100
 
 
 async def fire_due(redis: Redis, intake: Intake) -> float:
-    """Fire what is due; return how long to sleep before looking again (s)."""
-    now = keys.now_ms()
-    due = await redis.zrangebyscore(keys.SCHEDULED, "-inf", now, start=0, num=BATCH)
+    """Fire what is due; return how long to sleep before looking again (s). While nothing is
+    due, one look at the earliest entry is the whole cost of a pass."""
+    upcoming = await redis.zrange(keys.SCHEDULED, 0, 0, withscores=True)
+    if not upcoming:
+        return POLL_S
+    wait_ms = float(upcoming[0][1]) - keys.now_ms()
+    if wait_ms > 0:
+        return min(POLL_S, wait_ms / 1000)
+    due = await redis.zrangebyscore(keys.SCHEDULED, "-inf", keys.now_ms(), start=0, num=BATCH)
     for signal_id in due:
         ack = await intake.fire(str(signal_id))
         if ack is not None:
             logger.info("scheduled signal {} fired: {}", signal_id, ack["fanout"])
-    if due:
-        return 0.0
-    upcoming = await redis.zrange(keys.SCHEDULED, 0, 0, withscores=True)
-    if not upcoming:
-        return POLL_S
-    return max(0.0, min(POLL_S, (float(upcoming[0][1]) - keys.now_ms()) / 1000))
+    return 0.0
 
 
 async def run_scheduler(redis: Redis, intake: Intake) -> None:

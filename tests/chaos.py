@@ -22,14 +22,13 @@ import time
 import uuid
 from collections import Counter
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import httpx
 import redis as sync_redis
 
 from tests.client import Api, Live, User, live
-from tests.procs import Proc, System, redis_url, wait_until
+from tests.procs import Proc, System, children, redis_url, wait_until
 
 TERMINAL = {"placed", "rejected", "skipped", "failed"}
 
@@ -47,22 +46,6 @@ CHAOS_ENV = {
     "LOG_LEVEL": "INFO",
 }
 SIM_FAULTS = {"latency_ms": 60, "jitter_ms": 20}
-
-
-def children(pid: int) -> list[int]:
-    """The live child processes of ``pid`` (an ``rq worker-pool``'s workers)."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        fields = stat.rsplit(")", 1)[1].split()
-        if int(fields[1]) == pid and fields[0] != "Z":
-            found.append(int(entry.name))
-    return found
 
 
 @dataclass
@@ -122,12 +105,9 @@ class Chaos:
     async def watcher(self) -> Live:
         return await live(self.system.base_url, "/provider", self.provider)
 
-    async def send(self, watcher: Live, **extra: Any) -> dict[str, Any]:
-        ack = await watcher.emit(
-            "signal",
-            {"channel_id": self.channel_id, "asset": "R_100", "direction": "CALL",
-             "expiry_seconds": 60, **extra},
-        )  # fmt: skip
+    async def send(self, watcher: Live, channel_id: str | None = None) -> dict[str, Any]:
+        """A signal to the harness's channel (or ``channel_id``), acknowledged."""
+        ack = await watcher.emit("signal", signal_to(channel_id or self.channel_id))
         assert ack["ok"] is True, ack
         return ack  # type: ignore[no-any-return]
 
@@ -244,6 +224,10 @@ class Chaos:
         verdict.placed_without_purchase = len(placed - set(bought))
         verdict.purchase_without_placed = len(set(bought) - placed)
         return verdict
+
+
+def signal_to(channel_id: str) -> dict[str, Any]:
+    return {"channel_id": channel_id, "asset": "R_100", "direction": "CALL", "expiry_seconds": 60}
 
 
 def new_channel(

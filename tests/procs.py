@@ -44,6 +44,29 @@ def wait_until(predicate, timeout: float = 20.0, interval: float = 0.05, what: s
     raise TimeoutError(f"timed out waiting for {what or predicate}")
 
 
+def children(pid: int, recursive: bool = False) -> list[int]:
+    """The live children of ``pid`` (every descendant if ``recursive``), found through the
+    parent field of ``/proc/<pid>/stat``: an ``rq worker-pool``'s workers, say."""
+    parents: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        state, ppid = stat.rsplit(")", 1)[1].split()[:2]
+        if state != "Z":  # a killed process its parent has not reaped yet
+            parents.setdefault(int(ppid), []).append(int(entry.name))
+    found, todo = [], [pid]
+    while todo:
+        for child in parents.get(todo.pop(), []):
+            found.append(child)
+            if recursive:
+                todo.append(child)
+    return found
+
+
 @dataclass
 class Proc:
     name: str
@@ -175,7 +198,8 @@ def running_system(db: int, log_dir: Path, **env: str) -> Iterator[System]:
 
         pymongo.MongoClient(os.environ["MONGODB_URL"]).drop_database(base_env["MONGODB_DB"])
     elif "EMBEDDED_STORE_PATH" not in env:  # journaled: a hub restarted in a test keeps its data
-        store_path = log_dir / "store.jsonl"
+        # named by Redis server and database: runs on other Redis servers may share log_dir
+        store_path = log_dir / f"store-{REDIS_PORT}-{db}.jsonl"
         store_path.unlink(missing_ok=True)
         base_env["EMBEDDED_STORE_PATH"] = str(store_path)
     log_dir.mkdir(parents=True, exist_ok=True)

@@ -129,8 +129,7 @@ async def test_sigterm_hands_work_over_and_loses_nothing(chaos: Chaos) -> None:
     provider, channel_id = new_channel(chaos.system, chaos.api, 24, 0, max_signal_delay_ms=15_000)
     watcher = await live(chaos.system.base_url, "/provider", provider)
     try:
-        ack = await watcher.emit("signal", signal_to(channel_id))
-        assert ack["ok"], ack
+        ack = await chaos.send(watcher, channel_id)
         await asyncio.sleep(0.15)
         chaos.pools["paper"].stop(signal.SIGTERM, timeout=20)
         assert chaos.pools["paper"].popen.returncode is not None
@@ -149,7 +148,7 @@ async def test_cancel_reaches_every_worker_of_every_broker(chaos: Chaos) -> None
     provider, channel_id = new_channel(chaos.system, chaos.api, 40, 16)
     watcher = await live(chaos.system.base_url, "/provider", provider)
     try:
-        ack = await watcher.emit("signal", signal_to(channel_id))
+        ack = await chaos.send(watcher, channel_id)
         assert ack["fanout"]["total"] == 56, ack
         await asyncio.sleep(0.05)
         cancel = await watcher.emit("cancel", {"signal_id": ack["signal_id"]})
@@ -160,7 +159,3 @@ async def test_cancel_reaches_every_worker_of_every_broker(chaos: Chaos) -> None
     assert_held(verdict, "cancel")
     assert verdict.statuses["skipped/cancelled"] == cancel["cancellable"], verdict.statuses
     assert verdict.statuses["placed"] + cancel["cancellable"] == 56, verdict.statuses
-
-
-def signal_to(channel_id: str) -> dict[str, object]:
-    return {"channel_id": channel_id, "asset": "R_100", "direction": "CALL", "expiry_seconds": 60}

@@ -1,0 +1,81 @@
+"""Drain jobs onto the RQ queue of each broker that has work for a signal.
+
+Used by the hub after an expansion (and a scheduled signal's firing), by the reaper to redrive
+stalled work and by a stopping worker to hand the rest of a signal over. The job is named by its
+dotted path, so this module does not import the workers' code.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+
+import anyio.to_thread
+from redis import Redis as SyncRedis
+from rq import Queue, Worker
+
+from signal_hub import keys
+
+DRAIN_JOB = "broker_workers.drain.drain_job"
+
+
+@dataclass
+class Dispatcher:
+    """Several drain jobs per broker let every worker of the pool take part; each job then pops
+    subscribers in batches until the work set is empty, so a surplus job costs one empty pop.
+    """
+
+    redis_url: str
+    batch_size: int
+    worker_count_ttl_s: float = 2.0
+
+    def __post_init__(self) -> None:
+        self._redis = SyncRedis.from_url(self.redis_url)
+        self._queues: dict[str, Queue] = {}
+        self._worker_counts: dict[str, tuple[float, int]] = {}
+
+    def _queue(self, broker: str) -> Queue:
+        if broker not in self._queues:
+            self._queues[broker] = Queue(keys.queue_name(broker), connection=self._redis)
+        return self._queues[broker]
+
+    def _workers(self, broker: str) -> int:
+        now = time.monotonic()
+        cached = self._worker_counts.get(broker)
+        if cached and now - cached[0] < self.worker_count_ttl_s:
+            return cached[1]
+        count = Worker.count(connection=self._redis, queue=self._queue(broker))
+        self._worker_counts[broker] = (now, count)
+        return count
+
+    def dispatch_sync(
+        self, signal_id: str, by_broker: dict[str, int], why: str = "drain", at_front: bool = False
+    ) -> None:
+        """As many jobs per broker as its batches of work, at most one per live worker.
+        ``why`` names the jobs (drain, redrive, handover); ``at_front`` puts them ahead of other
+        signals' jobs (work that is already late)."""
+        stamp = time.time_ns()
+        for broker, n in by_broker.items():
+            jobs = max(1, min(math.ceil(n / self.batch_size), self._workers(broker)))
+            self._queue(broker).enqueue_many(
+                [
+                    Queue.prepare_data(
+                        DRAIN_JOB,
+                        args=(signal_id, broker),
+                        job_id=f"{why}-{signal_id}-{broker}-{stamp}-{i}",
+                        result_ttl=0,
+                        failure_ttl=24 * 3600,
+                        timeout=300,
+                        at_front=at_front,
+                        description=f"{why} {signal_id} on {broker}",
+                    )
+                    for i in range(jobs)
+                ]
+            )
+
+    async def dispatch(self, signal_id: str, by_broker: dict[str, int], why: str = "drain") -> None:
+        await anyio.to_thread.run_sync(self.dispatch_sync, signal_id, by_broker, why)
+
+    def close(self) -> None:
+        self._redis.close()
