@@ -15,7 +15,8 @@ in-server operations, and each is atomic:
 - :data:`MARK_SENDING` is the last gate before the broker: it refuses the whole batch when the
   signal was cancelled or its deadline passed, refuses a worker whose heartbeat lapsed (the reaper
   may already own its claims), and counts the day's trades against ``max_trades_per_day``.
-- :data:`FINISH` writes each terminal record to the results stream once: a subscriber already
+- :data:`FINISH` writes each terminal record to the results stream once, a batch's records as one
+  entry (a JSON list: the relay's cost is per entry more than per record); a subscriber already
   ``d`` is skipped, so a retry or a reaper racing a slow worker cannot add a second record. A
   placed contract is remembered as recorded for its account, so reconciling another order by its
   details can never take it for its own.
@@ -108,26 +109,28 @@ return {out, now_ms}
 """
 
 FINISH = """
-local written, member_prefix, prefix = 0, ARGV[1], ARGV[2]
-for i = 3, #ARGV, 5 do
-  local id, record, due = ARGV[i], ARGV[i + 1], ARGV[i + 2]
-  local settle_member, undo_daily = ARGV[i + 3], ARGV[i + 4]
+local member_prefix, records, members = ARGV[1], {}, {}
+for i = 2, #ARGV, 7 do
+  local id, record, due, settle_member = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
+  local recorded, contract_id, undo_daily = ARGV[i + 4], ARGV[i + 5], ARGV[i + 6]
   if redis.call('HGET', KEYS[1], id) ~= 'd' then
     redis.call('HSET', KEYS[1], id, 'd')
-    redis.call('XADD', KEYS[3], '*', 'kind', 'execution', 'data', record)
+    records[#records + 1] = record
     if settle_member ~= '' then
       redis.call('ZADD', KEYS[4], tonumber(due), settle_member)
-      local placed = cjson.decode(settle_member)
-      local recorded = prefix .. 'recorded:' .. placed.account_id
-      redis.call('SADD', recorded, placed.contract_id)
+      redis.call('SADD', recorded, contract_id)
       redis.call('EXPIRE', recorded, 86400)
     end
     if undo_daily ~= '' then redis.call('HINCRBY', undo_daily, 'trades', -1) end
-    written = written + 1
   end
-  redis.call('SREM', KEYS[2], member_prefix .. id)
+  members[#members + 1] = member_prefix .. id
 end
-return written
+if #records > 0 then
+  redis.call('XADD', KEYS[3], '*', 'kind', 'execution', 'data',
+    '[' .. table.concat(records, ',') .. ']')
+end
+redis.call('SREM', KEYS[2], unpack(members))
+return #records
 """
 
 RELEASE = (
@@ -290,13 +293,16 @@ class ClaimBook:
         """Publish each terminal record once; returns how many were new."""
         if not terminals:
             return 0
-        args: list[Any] = [self._member_prefix(signal_id), keys.PREFIX]
+        args: list[Any] = [self._member_prefix(signal_id)]
         for t in terminals:
+            placed = t.settle_member
             args += [
                 t.subscription_id,
                 json.dumps(t.record, separators=(",", ":")),
                 t.settle_due_ms or 0,
-                json.dumps(t.settle_member, separators=(",", ":")) if t.settle_member else "",
+                json.dumps(placed, separators=(",", ":")) if placed else "",
+                keys.recorded_contracts(placed["account_id"]) if placed else "",
+                placed["contract_id"] if placed else "",
                 t.undo_daily_key or "",
             ]
         written: int = await self._finish(

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
-import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -31,6 +29,7 @@ from signal_hub.api import accounts, auth, channels, history, subscriptions, sys
 from signal_hub.errors import ApiError
 from signal_hub.hub import Hub
 from signal_hub.logs import configure_logging
+from signal_hub.presence import hub_instance_id
 from signal_hub.relay import Relay
 from signal_hub.scheduler import run_scheduler
 from signal_hub.settings import Settings, get_settings
@@ -91,7 +90,8 @@ def create_app(settings: Settings | None = None) -> socketio.ASGIApp:
         await hub.store.ensure_indexes()
         counts = await hub.directory.rebuild()
         logger.info("directory rebuilt from the store: {}", counts)
-        consumer = f"{socket.gethostname()}-{os.getpid()}"
+        consumer = hub_instance_id()
+        await hub.presence.forget(consumer)  # counts left by an earlier process of this name
         relay = Relay(hub, consumer)
         relay_task = asyncio.create_task(relay.run(), name="relay")
         scheduler_task = asyncio.create_task(run_scheduler(hub.redis, hub.intake), name="scheduler")

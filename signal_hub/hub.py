@@ -16,6 +16,7 @@ from signal_hub.crypto import CredentialsBox
 from signal_hub.directory import Directory
 from signal_hub.dispatch import Dispatcher
 from signal_hub.intake import Intake
+from signal_hub.presence import Presence
 from signal_hub.ratelimit import RateLimiter
 from signal_hub.settings import Settings
 from signal_hub.store import Store
@@ -38,6 +39,7 @@ class Hub:
     canceller: Canceller
     dispatcher: Dispatcher
     limiter: RateLimiter
+    presence: Presence
     brokers: dict[str, Capabilities]
     sio: socketio.AsyncServer
 
@@ -59,6 +61,7 @@ class Hub:
             canceller=Canceller(redis),
             dispatcher=dispatcher,
             limiter=RateLimiter(redis),
+            presence=Presence(redis),
             brokers=brokers,
             sio=sio,
         )

@@ -23,6 +23,7 @@ Across signals:
   ``worker:{worker}``         heartbeat key with a TTL; its absence marks a dead worker
   ``workers:{broker}``        SET of worker ids that ever served a broker
   ``hub:{consumer}``          a hub's heartbeat: its pending results are its own while it lives
+  ``online``, ``online:{hub}``  HASH user -> sockets on ``/subscriber``: on all hubs, on one
   ``settle:{broker}``         ZSET of placed contracts -> due time (ms), for settlement
   ``recorded:{account}``      SET of contract ids recorded for trades of an account (a day)
   ``daily:{subscription}:{yyyymmdd}`` HASH trades, loss: the risk limits' counters
@@ -39,6 +40,7 @@ RESULTS_GROUP = "hub"
 ACTIVE = PREFIX + "active"
 SCHEDULED = PREFIX + "scheduled"
 ORPHANS = PREFIX + "orphans"
+ONLINE = PREFIX + "online"
 SIGNAL_TTL_S = 24 * 3600
 
 
@@ -100,6 +102,10 @@ def workers(broker: str) -> str:
 
 def settle_queue(broker: str) -> str:
     return f"{PREFIX}settle:{broker}"
+
+
+def online_at(hub_id: str) -> str:
+    return f"{ONLINE}:{hub_id}"
 
 
 def recorded_contracts(account_id: str) -> str:

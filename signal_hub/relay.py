@@ -6,7 +6,8 @@ hub that took it has emitted it and written it to the store. Only then is it ack
 deleted. Each hub keeps a heartbeat key; the pending records of a consumer whose heartbeat is gone
 (a hub that was killed) are claimed at once by a live one, and any record idle too long is claimed
 anyway. The store writes are idempotent upserts keyed by the record's id, so a record handled
-twice is written once. On SIGTERM the relay finishes the batch in hand (written, acknowledged)
+twice is written once. A subscriber's own events go only to subscribers connected to some hub
+(``presence.py``). On SIGTERM the relay finishes the batch in hand (written, acknowledged)
 and stops. Nothing in flight is lost on a restart.
 """
 
@@ -131,6 +132,7 @@ class Relay:
                 gone = {i for i, _ in live} ^ set(ids)
                 if gone:  # deleted from the stream meanwhile: nothing to write
                     await self.redis.xack(keys.RESULTS, keys.RESULTS_GROUP, *gone)
+            await self.hub.presence.forget(name)  # first: forgetting twice is harmless
             await self.redis.xgroup_delconsumer(keys.RESULTS, keys.RESULTS_GROUP, name)
 
     async def _claim_abandoned(self) -> None:
@@ -150,7 +152,7 @@ class Relay:
         by_kind: dict[str, list[dict[str, Any]]] = defaultdict(list)
         for _, fields in entries:
             if fields and "data" in fields:
-                by_kind[fields["kind"]].append(json.loads(fields["data"]))
+                by_kind[fields["kind"]] += records_of(fields)
         await self._emit(by_kind.get("execution", []), by_kind.get("settlement", []))
         await self._emit_signals(by_kind.get("signal", []), by_kind.get("signal_status", []))
         await self._persist(by_kind)
@@ -179,8 +181,10 @@ class Relay:
                 await sio.emit(
                     event, payloads, room=channel_room(channel_id), namespace="/provider"
                 )
-            for user_id, payloads in by_user.items():
-                await sio.emit(event, payloads, room=user_room(user_id), namespace="/subscriber")
+            for user_id in await self.hub.presence.online(list(by_user)):
+                await sio.emit(
+                    event, by_user[user_id], room=user_room(user_id), namespace="/subscriber"
+                )
 
     async def _emit_signals(
         self, signals: list[dict[str, Any]], statuses: list[dict[str, Any]]
@@ -226,6 +230,12 @@ class Relay:
             await store.signals.bulk_write(signal_ops + status_ops, ordered=True)
         if trade_ops:
             await store.trades.bulk_write(trade_ops, ordered=False)
+
+
+def records_of(fields: dict[str, str]) -> list[dict[str, Any]]:
+    """The records of one stream entry: a JSON object, or a list (a worker's batch)."""
+    data = json.loads(fields["data"])
+    return data if isinstance(data, list) else [data]
 
 
 def signal_document(record: dict[str, Any]) -> dict[str, Any]:

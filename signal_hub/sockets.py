@@ -129,4 +129,11 @@ class SubscriberNamespace(_Authenticated):
     async def on_connect(self, sid: str, environ: dict[str, Any], auth: Any = None) -> None:
         principal = self.authenticate(auth)
         await self.save_session(sid, {"principal": principal})
+        await self.hub.presence.joined(principal.user_id)
         await self.enter_room(sid, user_room(principal.user_id))
+
+    async def on_disconnect(self, sid: str, *reason: Any) -> None:
+        session = await self.get_session(sid)
+        principal: Principal | None = session.get("principal")
+        if principal is not None:
+            await self.hub.presence.left(principal.user_id)

@@ -9,6 +9,7 @@ from redis.asyncio import Redis
 from broker_workers.claims import ClaimBook, Terminal
 from signal_hub import keys
 from signal_hub.intake import EXPAND
+from signal_hub.relay import records_of
 
 
 async def seed_channel(redis: Redis, channel_id: str, subs: int, delay_ms: int = 2000) -> None:
@@ -100,8 +101,9 @@ async def test_claims_partition_the_work_and_finish_writes_each_record_once(redi
     written = await a.finish("sig1", terminals) + await b.finish("sig1", terminals)
     assert written == 30
     assert await a.finish("sig1", terminals) == 0
-    executions = [e for e in await redis.xrange(keys.RESULTS) if e[1]["kind"] == "execution"]
-    assert len(executions) == 30
+    executions = [r for e in await redis.xrange(keys.RESULTS) if e[1]["kind"] == "execution"
+                  for r in records_of(e[1])]  # fmt: skip
+    assert len(executions) == 30 and len({r["trade_id"] for r in executions}) == 30
     assert await redis.scard(keys.claims("wa")) == 0 and await redis.scard(keys.claims("wb")) == 0
 
 
@@ -179,8 +181,8 @@ async def test_cancel_ends_waiting_work_and_stops_claimed_work_at_the_gate(redis
     )
     assert verdicts == ["cancelled"] * 3
 
-    records = [json.loads(e[1]["data"]) for e in await redis.xrange(keys.RESULTS)
-               if e[1]["kind"] == "execution"]  # fmt: skip
+    records = [r for e in await redis.xrange(keys.RESULTS) if e[1]["kind"] == "execution"
+               for r in records_of(e[1])]  # fmt: skip
     assert len(records) == 7 and {(r["status"], r["reason"]) for r in records} == {
         ("skipped", "cancelled")
     }

@@ -15,13 +15,14 @@ from broker_workers.drain import order_for
 from broker_workers.reaper import Reaper
 from signal_hub import keys
 from signal_hub.crypto import CredentialsBox
+from signal_hub.relay import records_of
 from signal_hub.settings import load_settings
 from tests.test_claims import beat, expand, seed_channel
 
 
 def executions(entries: list[tuple[str, dict[str, str]]]) -> dict[str, dict[str, object]]:
     """Execution records by trade id (signal, subscriber), failing on a second one of any."""
-    records = [json.loads(f["data"]) for _, f in entries if f["kind"] == "execution"]
+    records = [r for _, f in entries if f["kind"] == "execution" for r in records_of(f)]
     assert len({r["trade_id"] for r in records}) == len(records), "a duplicate record"
     return {str(r["trade_id"]): r for r in records}
 
