@@ -33,44 +33,68 @@ repeated gate answers ``go`` again without counting twice, a repeated finish wri
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
 from redis.asyncio import Redis
 
 from signal_hub import keys
-from signal_hub.lua import END_UNSENT, NOW_MS
+from signal_hub.lua import BATCHED, END_UNSENT, NOW_MS
 
-CLAIM = """
+CLAIM = (
+    BATCHED
+    + """
 local sig = redis.call('HGETALL', KEYS[3])
 if #sig == 0 then return {} end
 local ids = redis.call('SPOP', KEYS[1], ARGV[1])
 local prefix, worker, member_prefix, day = ARGV[2], ARGV[3], ARGV[4], ARGV[5]
 local claimed, subs, accounts, daily = {}, {}, {}, {}
-for _, id in ipairs(ids) do
-  local state = redis.call('HGET', KEYS[2], id)
-  if (not state) or state == 'r' then
-    redis.call('HSET', KEYS[2], id, 'c|' .. worker)
-    redis.call('SADD', KEYS[4], member_prefix .. id)
-    local sub = redis.call('GET', prefix .. 'sub:' .. id)
-    local account = false
-    if sub then
-      local account_id = cjson.decode(sub).account_id
-      account = redis.call('GET', prefix .. 'acct:' .. account_id)
-    end
-    local counters = redis.call('HMGET', prefix .. 'daily:' .. id .. ':' .. day, 'trades', 'loss')
+if #ids == 0 then return {sig, claimed, subs, accounts, daily} end
+local states = gather(ids, function(...) return redis.call('HMGET', KEYS[2], ...) end)
+local owned, members, sub_keys = {}, {}, {}
+for i, id in ipairs(ids) do
+  if (not states[i]) or states[i] == 'r' then
     claimed[#claimed + 1] = id
-    subs[#subs + 1] = sub or ''
-    accounts[#accounts + 1] = account or ''
-    daily[#daily + 1] = (counters[1] or '0') .. '|' .. (counters[2] or '0')
+    owned[#owned + 1] = id
+    owned[#owned + 1] = 'c|' .. worker
+    members[#members + 1] = member_prefix .. id
+    sub_keys[#sub_keys + 1] = prefix .. 'sub:' .. id
+  end
+end
+if #claimed > 0 then
+  each_chunk(owned, function(...) redis.call('HSET', KEYS[2], ...) end)
+  each_chunk(members, function(...) redis.call('SADD', KEYS[4], ...) end)
+  local entries = gather(sub_keys, function(...) return redis.call('MGET', ...) end)
+  local account_keys, account_of = {}, {}
+  for i, entry in ipairs(entries) do
+    local counters = {}
+    if entry then
+      local sub = cjson.decode(entry)
+      account_keys[#account_keys + 1] = prefix .. 'acct:' .. sub.account_id
+      account_of[i] = #account_keys
+      -- the day's counters matter only to a subscription with limits
+      if type(sub.limits) == 'table' and next(sub.limits) ~= nil then
+        counters = redis.call('HMGET', prefix .. 'daily:' .. claimed[i] .. ':' .. day,
+          'trades', 'loss')
+      end
+    end
+    subs[i] = entry or ''
+    daily[i] = (counters[1] or '0') .. '|' .. (counters[2] or '0')
+  end
+  local found = gather(account_keys, function(...) return redis.call('MGET', ...) end)
+  for i = 1, #claimed do
+    accounts[i] = (account_of[i] and found[account_of[i]]) or ''
   end
 end
 redis.call('EXPIRE', KEYS[2], tonumber(ARGV[6]))
 return {sig, claimed, subs, accounts, daily}
 """
+)
 
-MARK_SENDING = """
+MARK_SENDING = (
+    BATCHED
+    + """
 local worker = ARGV[1]
 local now = redis.call('TIME')
 local now_ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
@@ -82,11 +106,16 @@ elseif redis.call('HGET', KEYS[2], 'status') == 'cancelled' then
 elseif now_ms + tonumber(ARGV[2]) > tonumber(redis.call('HGET', KEYS[2], 'deadline_ms')) then
   verdict = 'expired'
 end
-local out = {}
-for i = 3, #ARGV, 4 do
-  local id, max_trades, daily_key, sending = ARGV[i], tonumber(ARGV[i + 1]), ARGV[i + 2],
-    's|' .. worker .. '|' .. ARGV[i + 3]
-  local state = redis.call('HGET', KEYS[1], id)
+local ids = {}
+for i = 3, #ARGV, 4 do ids[#ids + 1] = ARGV[i] end
+local out, sending_now = {}, {}
+if #ids == 0 then return {out, now_ms} end
+local states = gather(ids, function(...) return redis.call('HMGET', KEYS[1], ...) end)
+for j, id in ipairs(ids) do
+  local i = 3 + (j - 1) * 4
+  local max_trades, daily_key = tonumber(ARGV[i + 1]), ARGV[i + 2]
+  local sending = 's|' .. worker .. '|' .. ARGV[i + 3]
+  local state = states[j]
   local result = verdict
   if state == sending and verdict == 'go' then
     result = 'go'  -- this very call, retried after its answer was lost: already counted
@@ -101,23 +130,40 @@ for i = 3, #ARGV, 4 do
         result = 'max_trades_per_day'
       end
     end
-    if result == 'go' then redis.call('HSET', KEYS[1], id, sending) end
+    if result == 'go' then
+      sending_now[#sending_now + 1] = id
+      sending_now[#sending_now + 1] = sending
+    end
   end
-  out[#out + 1] = result
+  out[j] = result
+end
+if #sending_now > 0 then
+  each_chunk(sending_now, function(...) redis.call('HSET', KEYS[1], ...) end)
 end
 return {out, now_ms}
 """
+)
 
-FINISH = """
-local member_prefix, records, members = ARGV[1], {}, {}
-for i = 2, #ARGV, 7 do
-  local id, record, due, settle_member = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
+FINISH = (
+    BATCHED
+    + """
+local member_prefix, ids = ARGV[1], {}
+for i = 2, #ARGV, 7 do ids[#ids + 1] = ARGV[i] end
+if #ids == 0 then return 0 end
+local states = gather(ids, function(...) return redis.call('HMGET', KEYS[1], ...) end)
+local records, members, done, settle, seen = {}, {}, {}, {}, {}
+for j, id in ipairs(ids) do
+  local i = 2 + (j - 1) * 7
+  local record, due, settle_member = ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
   local recorded, contract_id, undo_daily = ARGV[i + 4], ARGV[i + 5], ARGV[i + 6]
-  if redis.call('HGET', KEYS[1], id) ~= 'd' then
-    redis.call('HSET', KEYS[1], id, 'd')
+  if states[j] ~= 'd' and not seen[id] then
+    seen[id] = true
+    done[#done + 1] = id
+    done[#done + 1] = 'd'
     records[#records + 1] = record
     if settle_member ~= '' then
-      redis.call('ZADD', KEYS[4], tonumber(due), settle_member)
+      settle[#settle + 1] = due
+      settle[#settle + 1] = settle_member
       redis.call('SADD', recorded, contract_id)
       redis.call('EXPIRE', recorded, 86400)
     end
@@ -126,12 +172,15 @@ for i = 2, #ARGV, 7 do
   members[#members + 1] = member_prefix .. id
 end
 if #records > 0 then
+  each_chunk(done, function(...) redis.call('HSET', KEYS[1], ...) end)
+  if #settle > 0 then each_chunk(settle, function(...) redis.call('ZADD', KEYS[4], ...) end) end
   redis.call('XADD', KEYS[3], '*', 'kind', 'execution', 'data',
     '[' .. table.concat(records, ',') .. ']')
 end
-redis.call('SREM', KEYS[2], unpack(members))
+each_chunk(members, function(...) redis.call('SREM', KEYS[2], ...) end)
 return #records
 """
+)
 
 RELEASE = (
     NOW_MS
@@ -226,7 +275,7 @@ def signal_info(signal_id: str, fields: dict[str, str]) -> SignalInfo:
 
 
 def _loads(raw: str) -> dict[str, Any] | None:
-    return json.loads(raw) if raw else None
+    return orjson.loads(raw) if raw else None
 
 
 class ClaimBook:
@@ -298,9 +347,9 @@ class ClaimBook:
             placed = t.settle_member
             args += [
                 t.subscription_id,
-                json.dumps(t.record, separators=(",", ":")),
+                orjson.dumps(t.record),
                 t.settle_due_ms or 0,
-                json.dumps(placed, separators=(",", ":")) if placed else "",
+                orjson.dumps(placed) if placed else "",
                 keys.recorded_contracts(placed["account_id"]) if placed else "",
                 placed["contract_id"] if placed else "",
                 t.undo_daily_key or "",

@@ -14,11 +14,11 @@ and stops. Nothing in flight is lost on a restart.
 from __future__ import annotations
 
 import asyncio
-import json
 from collections import defaultdict
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
 from loguru import logger
 from pymongo import UpdateOne
 from redis.asyncio import Redis
@@ -234,7 +234,7 @@ class Relay:
 
 def records_of(fields: dict[str, str]) -> list[dict[str, Any]]:
     """The records of one stream entry: a JSON object, or a list (a worker's batch)."""
-    data = json.loads(fields["data"])
+    data = orjson.loads(fields["data"])
     return data if isinstance(data, list) else [data]
 
 

@@ -53,6 +53,27 @@ async def test_refusals_insufficient_balance_and_past_deadline(paper: PaperBroke
     assert (await paper.balances([poor]))["a2"] == Decimal("5")
 
 
+async def test_one_batch_debits_an_account_in_order_and_answers_repeats(
+    paper: PaperBroker,
+) -> None:
+    shared = Account("a4", {"starting_balance": "25"})
+    other = Account("a5", {})
+    earlier = (await paper.buy([order("t4", other, "3")]))[0]
+    fills = await paper.buy(
+        [order("t5", shared), order("t4", other, "3"), order("t6", shared), order("t7", shared)]
+    )
+    assert [(f.status, f.reason) for f in fills] == [
+        ("placed", None),
+        ("placed", None),
+        ("placed", None),
+        ("rejected", "insufficient_balance"),
+    ]
+    assert fills[1] == earlier  # bought before: the same contract, not a second purchase
+    assert len({f.contract_id for f in fills[:3]}) == 3
+    balances = await paper.balances([shared, other])
+    assert balances == {"a4": Decimal("5"), "a5": Decimal("9997")}
+
+
 async def test_settlement_follows_the_feed_and_credits_once(
     paper: PaperBroker, redis: Redis
 ) -> None:

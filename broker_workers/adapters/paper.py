@@ -14,6 +14,8 @@ import json
 from decimal import Decimal
 from typing import Any, ClassVar
 
+import orjson
+
 from broker_workers.adapters.base import (
     DEFAULT_CAPABILITIES,
     Account,
@@ -25,6 +27,7 @@ from broker_workers.adapters.base import (
 )
 from broker_workers.price_feed import BASE_PRICES, price, settle
 from signal_hub.connections import redis_client
+from signal_hub.lua import BATCHED
 from signal_hub.settings import Settings
 
 BALANCES = "paper:balance"
@@ -32,38 +35,74 @@ ORDERS = "paper:orders"
 CONTRACTS = "paper:contracts"
 SEQUENCE = "paper:contract_seq"
 
-BUY = """
+# One batch in a few multi-key commands (see ``signal_hub.lua.BATCHED``): the ledger shares Redis
+# with the hot path, and per-order commands from Lua cost more than the work they do.
+BUY = (
+    BATCHED
+    + """
 local now = redis.call('TIME')
 local now_ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
-local out = {}
+local coids, accounts = {}, {}
 for i = 1, #ARGV, 8 do
-  local coid, account, start, stake = ARGV[i], ARGV[i+1], ARGV[i+2], tonumber(ARGV[i+3])
-  local deadline, asset, direction = tonumber(ARGV[i+4]), ARGV[i+5], ARGV[i+6]
-  local expiry_s = tonumber(ARGV[i+7])
-  local existing = redis.call('HGET', KEYS[2], coid)
-  if existing then
-    out[#out + 1] = redis.call('HGET', KEYS[3], existing)
-  elseif now_ms > deadline then
-    out[#out + 1] = 'skipped:expired'
+  coids[#coids + 1] = ARGV[i]
+  accounts[#accounts + 1] = ARGV[i + 1]
+end
+if #coids == 0 then return {} end
+local existing = gather(coids, function(...) return redis.call('HMGET', KEYS[2], ...) end)
+local stored = gather(accounts, function(...) return redis.call('HMGET', KEYS[1], ...) end)
+local out, balance, buying, known = {}, {}, {}, {}
+for j = 1, #coids do
+  local i = (j - 1) * 8 + 1
+  local account, start, stake = ARGV[i + 1], ARGV[i + 2], tonumber(ARGV[i + 3])
+  if existing[j] then
+    known[#known + 1] = existing[j]
+  elseif now_ms > tonumber(ARGV[i + 4]) then
+    out[j] = 'skipped:expired'
   else
-    redis.call('HSETNX', KEYS[1], account, start)
-    local balance = tonumber(redis.call('HGET', KEYS[1], account))
-    if balance < stake then
-      out[#out + 1] = 'rejected:insufficient_balance'
+    if balance[account] == nil then balance[account] = tonumber(stored[j] or start) end
+    if balance[account] < stake then
+      out[j] = 'rejected:insufficient_balance'
     else
-      redis.call('HINCRBY', KEYS[1], account, -stake)
-      local id = tostring(redis.call('INCR', KEYS[4]))
-      local contract = cjson.encode({contract_id = id, client_order_id = coid, account = account,
-        asset = asset, direction = direction, stake_cents = stake, bought_ms = now_ms,
-        expiry_ms = now_ms + expiry_s * 1000, status = 'open'})
-      redis.call('HSET', KEYS[3], id, contract)
-      redis.call('HSET', KEYS[2], coid, id)
-      out[#out + 1] = contract
+      balance[account] = balance[account] - stake
+      buying[#buying + 1] = j
     end
   end
 end
+if #known > 0 then
+  local contracts = gather(known, function(...) return redis.call('HMGET', KEYS[3], ...) end)
+  local k = 0
+  for j = 1, #coids do
+    if existing[j] then k = k + 1; out[j] = contracts[k] end
+  end
+end
+if #buying > 0 then
+  local last = redis.call('INCRBY', KEYS[4], #buying)
+  local contracts, orders = {}, {}
+  for n, j in ipairs(buying) do
+    local i = (j - 1) * 8 + 1
+    local id = tostring(last - #buying + n)
+    local contract = cjson.encode({contract_id = id, client_order_id = ARGV[i],
+      account = ARGV[i + 1], asset = ARGV[i + 5], direction = ARGV[i + 6],
+      stake_cents = tonumber(ARGV[i + 3]), bought_ms = now_ms,
+      expiry_ms = now_ms + tonumber(ARGV[i + 7]) * 1000, status = 'open'})
+    contracts[#contracts + 1] = id
+    contracts[#contracts + 1] = contract
+    orders[#orders + 1] = ARGV[i]
+    orders[#orders + 1] = id
+    out[j] = contract
+  end
+  each_chunk(contracts, function(...) redis.call('HSET', KEYS[3], ...) end)
+  each_chunk(orders, function(...) redis.call('HSET', KEYS[2], ...) end)
+end
+local balances = {}
+for account, cents in pairs(balance) do
+  balances[#balances + 1] = account
+  balances[#balances + 1] = cents
+end
+if #balances > 0 then each_chunk(balances, function(...) redis.call('HSET', KEYS[1], ...) end) end
 return out
 """
+)
 
 SETTLE = """
 local raw = redis.call('HGET', KEYS[1], ARGV[1])
@@ -139,7 +178,7 @@ class PaperBroker:
         if not reply.startswith("{"):
             status, reason = reply.split(":", 1)
             return Fill(client_order_id, status, reason)  # type: ignore[arg-type]
-        contract = json.loads(reply)
+        contract = orjson.loads(reply)
         stake = Decimal(contract["stake_cents"]) / 100
         return Fill(
             client_order_id,
