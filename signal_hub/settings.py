@@ -41,6 +41,7 @@ class Settings:
     deriv_ws_url: str
     deriv_sim_port: int
     deriv_app_id: str
+    deriv_connections: int
     cors_origins: list[str]
     brokers: list[str]
     log_json: bool
@@ -104,6 +105,8 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
         deriv_ws_url=config("DERIV_WS_URL", default="ws://127.0.0.1:8765/websockets/v3"),
         deriv_sim_port=config("DERIV_SIM_PORT", cast=int, default=8765),
         deriv_app_id=config("DERIV_APP_ID", default="1089"),
+        # Persistent Deriv sessions per worker process, each with its own rate budget.
+        deriv_connections=config("DERIV_CONNECTIONS", cast=int, default=2),
         cors_origins=list(config("CORS_ORIGINS", cast=CommaSeparatedStrings, default="")),
         brokers=list(config("BROKERS", cast=CommaSeparatedStrings, default="paper,deriv")),
         log_json=config("LOG_JSON", cast=bool, default=False),

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import time
+from collections import Counter
 from collections.abc import AsyncIterator
 from dataclasses import replace
 from decimal import Decimal
@@ -20,7 +21,7 @@ from loguru import logger
 from broker_workers import price_feed
 from broker_workers.adapters import resolve_adapter
 from broker_workers.adapters.base import Account, BrokerAdapter, Order, RejectedError
-from broker_workers.adapters.deriv import DerivBroker, RateBudget
+from broker_workers.adapters.deriv import DerivBroker, RateBudget, _buy_limits
 from broker_workers.deriv_sim.process import RunningSimulator
 from signal_hub.settings import load_settings
 from tests.procs import SIM_SEED as SEED
@@ -28,12 +29,21 @@ from tests.procs import SIM_SEED as SEED
 _ids = itertools.count(1)
 
 
-@pytest.fixture
-async def broker(sim: RunningSimulator, http: httpx.AsyncClient) -> AsyncIterator[DerivBroker]:
-    adapter = DerivBroker(load_settings({"DERIV_WS_URL": sim.ws_url, "DERIV_APP_ID": "1089"}))
+def new_broker(sim: RunningSimulator, connections: int | None = None) -> DerivBroker:
+    """An adapter on the simulator, with short timeouts; ``connections`` overrides the pool."""
+    settings = load_settings({"DERIV_WS_URL": sim.ws_url, "DERIV_APP_ID": "1089"})
+    if connections is not None:
+        settings = replace(settings, deriv_connections=connections)
+    adapter = DerivBroker(settings)
     adapter.reply_timeout_s = 2.0
     adapter.backoff_base_s = 0.05
     adapter.reconcile_delay_s = 0.1
+    return adapter
+
+
+@pytest.fixture
+async def broker(sim: RunningSimulator, http: httpx.AsyncClient) -> AsyncIterator[DerivBroker]:
+    adapter = new_broker(sim)  # the default pool: DERIV_CONNECTIONS=2
     yield adapter
     await adapter.close()
 
@@ -43,6 +53,14 @@ async def make_account(http: httpx.AsyncClient, name: str, balance: float = 100)
     response = await http.post("/_sim/accounts", json={"token": token, "balance": balance})
     assert response.status_code == 201
     return Account(account_id=f"acct-{name}", credentials={"token": token})
+
+
+async def make_accounts(http: httpx.AsyncClient, n: int, balance: float = 100) -> list[Account]:
+    tokens = [f"tok-many-{next(_ids)}" for _ in range(n)]
+    specs = [{"token": token, "balance": balance} for token in tokens]
+    response = await http.post("/_sim/accounts", json={"accounts": specs})
+    assert response.status_code == 201
+    return [Account(account_id=f"acct-{t}", credentials={"token": t}) for t in tokens]
 
 
 def ghost(name: str = "ghost") -> Account:
@@ -73,6 +91,10 @@ async def faults(http: httpx.AsyncClient, **plan: Any) -> None:
     assert (await http.post("/_sim/faults", json=plan)).status_code == 200
 
 
+async def rate_limit_answers(http: httpx.AsyncClient) -> int:
+    return int((await http.get("/_sim/stats")).json()["rate_limited"])
+
+
 async def balance_of(http: httpx.AsyncClient, loginid: str) -> float:
     listed = (await http.get("/_sim/accounts")).json()["accounts"]
     return float(next(a["balance"] for a in listed if a["loginid"] == loginid))
@@ -87,7 +109,9 @@ def test_registered_and_shaped_like_the_protocol() -> None:
     assert caps["max_orders_per_request"] == 100
     assert caps["assets"]["EURUSD"] == "frxEURUSD"
     assert caps["assets"]["R_75"] == "R_75"
+    assert caps["buys_per_minute"] == 324  # 90 % of the 360 a minute Deriv documents
     assert "app_id=" in adapter.url
+    assert len(adapter.sessions) == 2  # DERIV_CONNECTIONS' default
 
 
 async def test_placed_keeps_the_stake_and_tags_the_purchase(
@@ -231,11 +255,12 @@ async def test_dropped_socket_reconnects_and_buys_once(
 ) -> None:
     me = await make_account(http, "me")
     await broker.open([me])
-    assert broker.connections_opened == 1
+    pool = len(broker.sessions)
+    assert broker.connections_opened == pool
     await faults(http, disconnect_after_messages=1)  # the buy's socket closes, unprocessed
     [fill] = await broker.buy([order(me)])
     assert fill.status == "placed"
-    assert broker.connections_opened >= 2
+    assert broker.connections_opened >= pool + 1
     assert len(await purchases(http)) == 1
 
 
@@ -292,17 +317,17 @@ async def test_find_purchase_by_details_after_a_restart(
 async def test_our_rate_budget_is_honoured(broker: DerivBroker, http: httpx.AsyncClient) -> None:
     me = await make_account(http, "me")
     await broker.open([me])
-    broker.budget = RateBudget(per_minute=2, per_hour=100)
-    soon = int(time.time() * 1000) + 10_000  # the third token comes back in 30 s: too late
-    fills = await broker.buy(
-        [order(me, asset=a, deadline_ms=soon) for a in ("R_10", "R_25", "R_50")]
-    )
+    for session in broker.sessions:  # one request a minute per connection
+        session.budget = RateBudget(per_minute=1, per_hour=100)
+    pool = len(broker.sessions)
+    soon = int(time.time() * 1000) + 10_000  # the next token comes back in 60 s: too late
+    assets = ("R_10", "R_25", "R_50", "R_75", "R_100")[: pool + 1]
+    fills = await broker.buy([order(me, asset=a, deadline_ms=soon) for a in assets])
     assert sorted((f.status, f.reason) for f in fills) == [
         ("failed", "rate_limited"),
-        ("placed", None),
-        ("placed", None),
+        *[("placed", None)] * pool,
     ]
-    assert len(await purchases(http)) == 2
+    assert len(await purchases(http)) == pool
 
 
 async def test_rate_limit_answers_are_retried_until_the_deadline(
@@ -314,14 +339,16 @@ async def test_rate_limit_answers_are_retried_until_the_deadline(
     [fill] = await broker.buy([order(me)])
     assert fill.status == "placed"
 
-    await faults(http, buys_per_minute=1)
+    await faults(http, buys_per_minute=1)  # per connection: one more buy on each
+    pool = len(broker.sessions)
     soon = int(time.time() * 1000) + 3000
-    fills = await broker.buy([order(me, asset=a, deadline_ms=soon) for a in ("R_10", "R_25")])
+    assets = ("R_10", "R_25", "R_50", "R_75", "R_100")[: pool + 1]
+    fills = await broker.buy([order(me, asset=a, deadline_ms=soon) for a in assets])
     assert sorted((f.status, f.reason) for f in fills) == [
         ("failed", "rate_limited"),
-        ("placed", None),
+        *[("placed", None)] * pool,
     ]
-    assert len(await purchases(http)) == 2
+    assert len(await purchases(http)) == 1 + pool
 
 
 async def test_nothing_is_sent_after_the_deadline(
@@ -379,21 +406,22 @@ async def test_keep_alive_and_reconnect_after_an_idle_close(
     me = await make_account(http, "me")
     broker.ping_interval_s = 0.2
     await broker.open([me])
+    pool = len(broker.sessions)
     await faults(http, idle_timeout_s=1.5)
-    await asyncio.sleep(2.5)  # pings keep the session open across the idle limit
-    assert broker.connections_opened == 1
+    await asyncio.sleep(2.5)  # pings keep the sessions open across the idle limit
+    assert broker.connections_opened == pool
 
     broker.ping_interval_s = 600  # no pings for the next connection: the broker drops it
     await faults(http, idle_timeout_s=0.5)
     await broker.buy([order(me, asset="R_10")])  # forces a message, then the connection idles
     for _ in range(200):
-        if broker.connections_opened >= 2:
+        if broker.connections_opened >= pool + 1:
             break
         await asyncio.sleep(0.05)
     await faults(http)
     [fill] = await broker.buy([order(me)])
     assert fill.status == "placed"
-    assert broker.connections_opened >= 2
+    assert broker.connections_opened >= pool + 1
 
 
 async def test_tokens_stay_out_of_logs_and_errors(
@@ -417,6 +445,97 @@ async def test_tokens_stay_out_of_logs_and_errors(
     assert lines
     for secret in (_token(me), _token(bad)):
         assert secret not in text
+
+
+async def test_a_signal_spreads_over_every_connection(
+    sim: RunningSimulator, http: httpx.AsyncClient
+) -> None:
+    session = await make_account(http, "session")
+    accounts = await make_accounts(http, 300)
+    broker = new_broker(sim, connections=3)
+    try:
+        await broker.open([session])
+        assert broker.connections_opened == 3
+        fills = await broker.buy([order(a) for a in accounts])  # three requests of 100 tokens
+    finally:
+        await broker.close()
+    assert all(f.status == "placed" for f in fills)
+    made = await purchases(http)
+    assert len(made) == 300
+    by_connection = Counter(p["connection"] for p in made)
+    assert sorted(by_connection.values()) == [100, 100, 100]  # one request on each connection
+
+
+def test_the_budget_follows_the_group_buy_is_in() -> None:
+    def report(**groups: tuple[str, int, int]) -> dict[str, Any]:
+        limits = {
+            k: {"applies_to": a, "minutely": m, "hourly": h} for k, (a, m, h) in groups.items()
+        }
+        return {"website_status": {"api_call_limits": limits}}
+
+    current = report(
+        max_requestes_general=("rest of calls", 220, 14400),
+        max_requests_pricing=("proposal, proposal_open_contract, buy and sell", 360, 14400),
+    )
+    assert _buy_limits(current) == (360, 14400)
+    older = report(  # buy named in no group: it is among the "rest of calls"
+        max_requestes_general=("rest of calls", 180, 14400),
+        max_requests_pricing=("proposal and proposal_open_contract", 80, 3600),
+    )
+    assert _buy_limits(older) == (180, 14400)
+    assert _buy_limits({"website_status": {}}) is None
+    assert _buy_limits(report(max_requestes_general=("rest of calls", 0, 14400))) is None
+
+
+async def test_each_connection_keeps_to_the_limit_website_status_reports(
+    sim: RunningSimulator, http: httpx.AsyncClient
+) -> None:
+    # Reported and enforced: 4 a minute per connection. Our share (90 %) is 3 on each of 2.
+    await faults(http, buy_limit_per_minute=4, buys_per_minute=4)
+    session = await make_account(http, "session")
+    accounts = await make_accounts(http, 10)
+    broker = new_broker(sim, connections=2)
+    try:
+        await broker.open([session])
+        soon = int(time.time() * 1000) + 5_000  # a spent budget refills one buy in 20 s
+        fills = await broker.buy(
+            [order(a, signal_id=f"sig-{i}", deadline_ms=soon) for i, a in enumerate(accounts)]
+        )
+    finally:
+        await broker.close()
+    placed = [f for f in fills if f.status == "placed"]
+    assert len(placed) == 2 * 3
+    assert {(f.status, f.reason) for f in fills if f.status != "placed"} == {
+        ("failed", "rate_limited")
+    }
+    assert await rate_limit_answers(http) == 0  # never asked the broker for more than it allows
+    assert len(await purchases(http)) == 6
+
+
+@pytest.mark.parametrize(
+    "plan",
+    [
+        {"disconnect_after_messages": 2},  # a buy's connection dies, the buy unprocessed
+        {"disconnect_after_messages": 2, "drop_after_debit_rate": 0.5, "seed": 0},  # and debits
+    ],
+)
+async def test_a_killed_connection_places_every_order_once(
+    sim: RunningSimulator, http: httpx.AsyncClient, plan: dict[str, Any]
+) -> None:
+    session = await make_account(http, "session")
+    accounts = await make_accounts(http, 300)
+    broker = new_broker(sim, connections=3)
+    try:
+        await broker.open([session])
+        await faults(http, latency_ms=20, jitter_ms=20, **plan)
+        fills = await broker.buy([order(a) for a in accounts])
+        assert broker.connections_opened >= 4  # the killed connection was opened again
+    finally:
+        await broker.close()
+    assert all(f.status == "placed" for f in fills)
+    made = await purchases(http)
+    assert sorted(p["token"] for p in made) == sorted(_token(a) for a in accounts)
+    assert sorted(f.contract_id or "" for f in fills) == sorted(str(p["contract_id"]) for p in made)
 
 
 def _token(account: Account) -> str:

@@ -155,6 +155,7 @@ async def test_buy_keeps_stake_decimals_and_records_the_purchase(
         "call": "buy",
         "token": "tok-a",
         "token_index": None,
+        "connection": 1,  # the first connection since the reset
         "loginid": loginid,
         "contract_id": receipt["contract_id"],
         "passthrough": tag,
@@ -344,6 +345,27 @@ async def test_rate_limit_and_closed_market(client: Client, http: httpx.AsyncCli
         "code": "RateLimit",
         "message": "You have reached the rate limit for buy.",
     }
+    assert (await http.get("/_sim/stats")).json()["rate_limited"] == 1
+
+
+async def test_website_status_reports_the_documented_limits(
+    client: Client, http: httpx.AsyncClient
+) -> None:
+    async def limits() -> dict[str, Any]:
+        answer = await client.call({"website_status": 1})
+        return dict(answer["website_status"]["api_call_limits"])
+
+    def group(applies_to: str, minutely: int, hourly: int) -> dict[str, Any]:
+        return {"applies_to": applies_to, "minutely": minutely, "hourly": hourly}
+
+    reported = await limits()
+    trading = "proposal, proposal_open_contract, buy and sell"
+    assert reported["max_requests_pricing"] == group(trading, 360, 14400)
+    assert reported["max_requests_outcome"] == group("portfolio and profit_table", 30, 1500)
+    assert reported["max_requestes_general"] == group("rest of calls", 220, 14400)
+    await faults(http, buy_limit_per_minute=40)  # what a test wants the broker to say
+    assert (await limits())["max_requests_pricing"]["minutely"] == 40
+    assert (await http.post("/_sim/faults", json={"buy_limit_per_minute": -1})).status_code == 400
 
 
 async def test_disconnect_after_messages_is_one_shot(
@@ -381,6 +403,9 @@ async def test_control_api(http: httpx.AsyncClient, client: Client) -> None:
     assert (await http.post("/_sim/accounts", json={"token": "bad token"})).status_code == 400
     await faults(http, latency_ms=5, jitter_ms=5)
     assert (await http.get("/_sim/faults")).json()["latency_ms"] == 5
+    stats = (await http.get("/_sim/stats")).json()
+    assert (stats["connections_accepted"], stats["rate_limited"]) == (1, 0)  # our client's
+    assert stats["connections_open"] >= 1
     await http.post("/_sim/reset")
     with pytest.raises(ConnectionClosed):  # reset drops every connection
         await client.recv(timeout=30)

@@ -2,25 +2,35 @@
 
 How it works, and why:
 
-- One persistent connection per worker process, opened and authorized by :meth:`open`, kept
-  alive with ``ping`` and re-opened by a supervisor task with exponential backoff and jitter, so
-  no signal waits for a login. Replies are matched to requests by ``req_id``, never by order.
+- A pool of ``DERIV_CONNECTIONS`` persistent connections per worker process (a ``_Session``
+  each), opened and authorized by :meth:`open`, each kept alive with ``ping`` and re-opened by
+  its own supervisor task with exponential backoff and jitter, so no signal waits for a login.
+  Replies are matched to requests by ``req_id``, never by order. Each batch goes out on the
+  session that can send soonest (connected, most budget left, fewest requests in flight), so the
+  batches of one signal spread over every connection and every connection's rate budget.
 - Orders sharing (signal, asset, direction, expiry, stake, currency) go out together as one
   ``buy_contract_for_multiple_accounts`` (at most 100 tokens, and a passthrough within Deriv's
-  3500 bytes), each token answered by a receipt or an error. A lone order on the account the
+  3500 bytes), each token answered by a receipt or an error. A lone order on the account a
   session is authorized as is a single ``buy`` with ``parameters``. Deriv's ``buy`` acts only on
   an authorized account, and one session authorizes one user's accounts, so a lone order of any
   other subscriber is a one-token multi-account buy: same message, same per-token answer.
-- Reads about one account (outcome, reconciliation, balance) use the session when it is that
+- Reads about one account (outcome, reconciliation, balance) use a session when it is that
   account, and otherwise a short-lived connection authorized with that account's token.
 - A buy that was sent and not answered (timeout, dropped socket) is reconciled with the broker
-  before anything is retried, and retried only while its deadline allows. Deriv stores no
+  before anything is retried, and retried only while its deadline allows. Its connection is
+  closed first, and buys for the same accounts still in flight on other sessions are waited for,
+  so that each answered purchase is claimed by its own order before we look. Deriv stores no
   passthrough with a contract (its profit_table, portfolio and statement rows have no such field),
   so the purchase is recognised in the account's ``statement`` by its details: contract type,
   symbol, duration, stake, and a purchase time inside the order's window.
-- Rate limits: local token buckets (per minute and per hour, which buys and any proposal must
-  share) keep us under the broker's limit; a ``RateLimit`` answer is retried with backoff until
-  the deadline, and an order whose turn would come after its deadline fails ``rate_limited``.
+- Rate limits: Deriv budgets calls per connection, in groups; ``buy`` shares one with
+  ``proposal``, ``proposal_open_contract`` and ``sell`` (documented: 360 a minute, 14,400 an
+  hour), and a multi-account buy of up to 100 tokens is one call. Each new connection asks
+  ``website_status`` once and keeps to 90 % of its group's limits in local token buckets per
+  minute and per hour (the class defaults, the same share of the documented figures, when the
+  call fails), so the worker's budget grows with its pool. A ``RateLimit`` answer is retried
+  with backoff until the deadline, and an order whose turn would come after its deadline fails
+  ``rate_limited``.
 
 Tokens are never logged and never put in an exception message.
 """
@@ -32,8 +42,10 @@ import contextlib
 import itertools
 import json
 import random
+import re
+import sys
 import time
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from collections.abc import AsyncIterator, Iterable, Iterator
 from decimal import Decimal
 from typing import Any, ClassVar, Literal
@@ -88,6 +100,10 @@ MAX_TOKENS_PER_BUY = 100
 PASSTHROUGH_MAX_BYTES = 3500
 RECONCILE_LOOKBACK_S = 300  # a purchase of this order cannot be older than its deadline minus this
 RECONCILE_GRACE_S = 5  # ... nor later than its deadline plus this (in flight, clock skew)
+# Deriv's documented limits per connection for buy's group (with proposal,
+# proposal_open_contract and sell), per minute and per hour; we keep to a share of them.
+BUY_LIMITS_DOCUMENTED = (360, 14_400)
+RATE_SHARE_PCT = 90
 
 RETRY: Literal["retry"] = "retry"  # the broker refused for now (rate limit): nothing bought
 UNKNOWN: Literal["unknown"] = "unknown"  # sent, no answer: reconcile before anything else
@@ -129,6 +145,34 @@ def _late(client_order_id: str, why: str) -> Fill:
     return Fill(client_order_id, "failed", why)
 
 
+def _share(limit: int) -> int:
+    """Our safe share of one of the broker's limits: never more, never nothing."""
+    return max(1, limit * RATE_SHARE_PCT // 100)
+
+
+def _buy_limits(reply: Json) -> tuple[int, int] | None:
+    """Per minute and per hour, the limits of the group ``buy`` counts against in a
+    ``website_status`` answer: the group whose ``applies_to`` names it, else the "rest of calls"
+    (``max_requestes_general``, Deriv's spelling), as older reports put buy there."""
+    status = reply.get("website_status")
+    limits = status.get("api_call_limits") if isinstance(status, dict) else None
+    if not isinstance(limits, dict):
+        return None
+    named = [
+        group
+        for group in limits.values()
+        if isinstance(group, dict) and re.search(r"\bbuy\b", str(group.get("applies_to", "")))
+    ]
+    group = named[0] if named else limits.get("max_requestes_general")
+    if not isinstance(group, dict):
+        return None
+    try:
+        minutely, hourly = int(group["minutely"]), int(group["hourly"])
+    except (KeyError, TypeError, ValueError):
+        return None
+    return (minutely, hourly) if minutely >= 1 and hourly >= 1 else None
+
+
 def _error_of(code: str, message: str) -> BrokerError:
     """A Deriv error answer as our error tree (the message is Deriv's, which holds no token)."""
     if code == "RateLimit":
@@ -139,7 +183,7 @@ def _error_of(code: str, message: str) -> BrokerError:
 
 
 class RateBudget:
-    """Token buckets per minute and per hour, shared by every buy and proposal of this worker.
+    """Token buckets per minute and per hour, shared by every buy and proposal of one connection.
 
     Staying under the broker's limit is cheaper than learning it from ``RateLimit`` answers on
     the hot path. A request that could only be sent after its deadline is not waited for.
@@ -161,6 +205,11 @@ class RateBudget:
             bucket[2] = level = min(capacity, level + elapsed / interval)
             wait = max(wait, (1 - level) * interval)
         return wait
+
+    def available(self) -> int:
+        """Whole requests that could go now (a budget without limits never runs out)."""
+        self._wait_s()
+        return min((int(bucket[2]) for bucket in self._buckets), default=sys.maxsize)
 
     async def acquire(self, deadline_s: float) -> bool:
         """Take one request's worth, waiting if that still ends before ``deadline_s`` (epoch)."""
@@ -236,6 +285,132 @@ class _Socket:
         await asyncio.wait({self.reader})
 
 
+class _Session:
+    """One persistent connection of the pool: its socket and login, the supervisor that keeps it
+    open, and its own rate budget (Deriv counts requests per connection)."""
+
+    def __init__(self, broker: DerivBroker, number: int) -> None:
+        self.broker = broker
+        self.name = f"deriv-session-{number}"
+        self.sock: _Socket | None = None
+        self.ready = asyncio.Event()
+        self.auth: tuple[_Socket, Account, str] | None = None  # socket, account, loginid
+        self.auth_lock = asyncio.Lock()
+        self.supervisor: asyncio.Task[None] | None = None
+        self.budget = broker.default_budget()
+        self.connections_opened = 0
+        self.in_flight = 0  # batches that chose this session and are not done with it
+
+    @property
+    def live(self) -> bool:
+        return self.ready.is_set() and self.sock is not None and not self.sock.closed
+
+    def is_login(self, account: Account, sock: _Socket | None) -> bool:
+        """Is ``sock`` this session's socket, authorized as ``account``?"""
+        return (
+            self.auth is not None
+            and self.auth[0] is sock
+            and self.auth[1].account_id == account.account_id
+        )
+
+    def start(self) -> None:
+        if self.supervisor is None or self.supervisor.done():
+            self.supervisor = asyncio.create_task(self._supervise(), name=self.name)
+
+    async def stop(self) -> None:
+        if self.supervisor is not None:
+            self.supervisor.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self.supervisor
+            self.supervisor = None
+
+    async def _supervise(self) -> None:
+        """Keep one connection open: reconnect with backoff and jitter, ping while idle; size
+        the budget from what the broker reports for each new connection."""
+        broker, failures = self.broker, 0
+        try:
+            while True:
+                try:
+                    sock = await _Socket.open(broker.url, broker.connect_timeout_s)
+                except TemporaryBrokerError as exc:
+                    delay = broker.backoff(failures)
+                    failures += 1
+                    logger.warning("deriv: {}; retrying in {:.2f}s", exc, delay)
+                    await asyncio.sleep(delay)
+                    continue
+                self.connections_opened += 1
+                self.sock, failures = sock, 0
+                try:
+                    self.budget = await broker.budget_for(sock)
+                    self.ready.set()
+                    await self._keep_alive(sock)
+                finally:
+                    self.ready.clear()
+                    self.sock = self.auth = None
+                    await sock.close()
+                logger.warning("deriv: connection lost, reconnecting")
+                await asyncio.sleep(broker.backoff(0))
+        finally:
+            if self.sock is not None:
+                await self.sock.close()
+            self.sock = self.auth = None
+            self.ready.clear()
+
+    async def _keep_alive(self, sock: _Socket) -> None:
+        while not sock.closed:
+            await asyncio.wait({sock.reader}, timeout=self.broker.ping_interval_s)
+            if sock.closed:
+                return
+            try:
+                await sock.call({"ping": 1}, self.broker.reply_timeout_s)
+            except (_NoAnswer, TemporaryBrokerError):
+                return
+
+    async def socket(self, deadline_s: float) -> _Socket:
+        """The live socket, authorized; waits for a reconnect until ``deadline_s``."""
+        self.start()
+        while True:
+            timeout = deadline_s - _now()
+            if timeout <= 0:
+                raise TemporaryBrokerError("Deriv is unreachable")
+            try:
+                await asyncio.wait_for(self.ready.wait(), timeout)
+            except TimeoutError:
+                raise TemporaryBrokerError("Deriv is unreachable") from None
+            sock = self.sock
+            if sock is None or sock.closed:
+                await asyncio.sleep(0.01)
+                continue
+            if self.broker.candidates and (self.auth is None or self.auth[0] is not sock):
+                async with self.auth_lock:
+                    if self.auth is None or self.auth[0] is not sock:
+                        await self._authorize(sock, deadline_s)
+            return sock
+
+    async def _authorize(self, sock: _Socket, deadline_s: float) -> None:
+        """Authorize as the first account whose token works; invalid ones are forgotten."""
+        candidates = self.broker.candidates
+        for account in list(candidates.values()):
+            timeout = min(self.broker.reply_timeout_s, deadline_s - _now())
+            if timeout <= 0:
+                raise TemporaryBrokerError("no time left to authorize with Deriv")
+            try:
+                reply = await sock.call({"authorize": _token(account)}, timeout)
+            except _NoAnswer:
+                raise TemporaryBrokerError("no answer to authorize from Deriv") from None
+            error = reply.get("error")
+            if error is None:
+                loginid = str(reply["authorize"]["loginid"])
+                self.auth = (sock, account, loginid)
+                logger.info("deriv: {} authorized as account {}", self.name, account.account_id)
+                return
+            if error.get("code") != "InvalidToken":
+                raise _error_of(str(error.get("code")), str(error.get("message")))
+            logger.warning("deriv: account {} has an invalid token", account.account_id)
+            candidates.pop(account.account_id, None)
+        raise RejectedError("no account could authorize the Deriv session", reason="invalid_token")
+
+
 class DerivBroker:
     """The Deriv adapter: see the module docstring for the shape of the work."""
 
@@ -248,14 +423,14 @@ class DerivBroker:
             "min_expiry_s": 15,
             "max_expiry_s": 24 * 3600,
             "max_orders_per_request": MAX_TOKENS_PER_BUY,
-            # Conservative, under the general limits Deriv's website_status reports (180/min,
-            # 14400/h); a multi-account buy of up to 100 tokens counts as one request.
-            "buys_per_minute": 120,
+            # Per connection, until website_status says otherwise: our share of the 360 a minute
+            # Deriv documents for buy's group. A multi-account buy of 100 tokens is one request.
+            "buys_per_minute": _share(BUY_LIMITS_DOCUMENTED[0]),
             "assets": ASSETS,
             "credential_fields": ("token",),
         }
     )
-    buys_per_hour: ClassVar[int] = 3600
+    buys_per_hour: ClassVar[int] = _share(BUY_LIMITS_DOCUMENTED[1])
 
     def __init__(self, settings: Settings) -> None:
         self.url = _with_app_id(settings.deriv_ws_url, settings.deriv_app_id)
@@ -267,147 +442,78 @@ class DerivBroker:
         self.backoff_base_s = 0.25
         self.backoff_max_s = 15.0
         self.reconcile_delay_s = 0.25  # lets a purchase still in flight land before we look
-        self.budget = RateBudget(self.capabilities["buys_per_minute"], self.buys_per_hour)
-        self.connections_opened = 0
 
-        self._accounts: dict[str, Account] = {}  # candidates to authorize the session, in order
-        self._sock: _Socket | None = None
-        self._ready = asyncio.Event()
-        self._auth: tuple[_Socket, Account, str] | None = None  # socket, account, loginid
-        self._auth_lock = asyncio.Lock()
-        self._supervisor: asyncio.Task[None] | None = None
+        self.candidates: dict[str, Account] = {}  # accounts to authorize sessions as, in order
+        self.sessions = [_Session(self, n + 1) for n in range(max(1, settings.deriv_connections))]
         self._side_sockets = asyncio.Semaphore(8)
         # client_order_id -> the broker's definitive answer in this process: placed or rejected
         self._answers: OrderedDict[str, Fill] = OrderedDict()
         self._claimed: OrderedDict[str, str] = OrderedDict()  # contract_id -> client_order_id
+        self._buying: Counter[str] = Counter()  # token -> buys sent for it and not answered yet
+        self._landed = asyncio.Condition()  # notified whenever a buy's answer has been taken in
 
-    # -- the session -------------------------------------------------------------------------
+    @property
+    def connections_opened(self) -> int:
+        return sum(session.connections_opened for session in self.sessions)
+
+    # -- the sessions ------------------------------------------------------------------------
 
     async def open(self, accounts: list[Account]) -> None:
-        """Connect and authorize as the first account; more accounts only widen the candidates."""
+        """Connect and authorize every session as the first account; more accounts only widen
+        the candidates. Fails only if no session could be made ready in time."""
         self._remember(accounts)
-        self._start()
-        await self._socket(_now() + self.connect_timeout_s)
+        deadline = _now() + self.connect_timeout_s
+        results = await asyncio.gather(
+            *(session.socket(deadline) for session in self.sessions), return_exceptions=True
+        )
+        errors = [r for r in results if isinstance(r, BaseException)]
+        if len(errors) == len(results):
+            raise errors[0]
+        if errors:
+            logger.warning("deriv: {} of {} sessions not ready yet", len(errors), len(results))
 
     async def close(self) -> None:
-        if self._supervisor is not None:
-            self._supervisor.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._supervisor
-            self._supervisor = None
+        await asyncio.gather(*(session.stop() for session in self.sessions))
 
     def _remember(self, accounts: Iterable[Account]) -> None:
         for account in accounts:
             if _token(account):
-                self._accounts.setdefault(account.account_id, account)
+                self.candidates.setdefault(account.account_id, account)
 
-    def _start(self) -> None:
-        if self._supervisor is None or self._supervisor.done():
-            self._supervisor = asyncio.create_task(self._supervise(), name="deriv-session")
-
-    def _backoff(self, attempt: int) -> float:
+    def backoff(self, attempt: int) -> float:
         return min(self.backoff_max_s, self.backoff_base_s * 2.0**attempt) * random.uniform(0.5, 1)
 
-    async def _supervise(self) -> None:
-        """Keep one connection open: reconnect with backoff and jitter, ping while idle."""
-        failures = 0
+    def default_budget(self) -> RateBudget:
+        return RateBudget(self.capabilities["buys_per_minute"], self.buys_per_hour)
+
+    async def budget_for(self, sock: _Socket) -> RateBudget:
+        """A new connection's budget: our share of the limits ``website_status`` reports for the
+        group ``buy`` belongs to; the class default if the call fails or says nothing usable."""
         try:
-            while True:
-                try:
-                    sock = await _Socket.open(self.url, self.connect_timeout_s)
-                except TemporaryBrokerError as exc:
-                    delay = self._backoff(failures)
-                    failures += 1
-                    logger.warning("deriv: {}; retrying in {:.2f}s", exc, delay)
-                    await asyncio.sleep(delay)
-                    continue
-                self.connections_opened += 1
-                self._sock, failures = sock, 0
-                self._ready.set()
-                try:
-                    await self._keep_alive(sock)
-                finally:
-                    self._ready.clear()
-                    self._sock = self._auth = None
-                    await sock.close()
-                logger.warning("deriv: connection lost, reconnecting")
-                await asyncio.sleep(self._backoff(0))
-        finally:
-            if self._sock is not None:
-                await self._sock.close()
-            self._sock = self._auth = None
-            self._ready.clear()
+            reply = await sock.call({"website_status": 1}, self.reply_timeout_s)
+        except (_NoAnswer, TemporaryBrokerError):
+            return self.default_budget()
+        limits = _buy_limits(reply)
+        if limits is None:
+            logger.warning("deriv: website_status gave no rate limits; keeping the defaults")
+            return self.default_budget()
+        per_minute, per_hour = _share(limits[0]), _share(limits[1])
+        logger.debug("deriv: connection budget {}/min, {}/h", per_minute, per_hour)
+        return RateBudget(per_minute, per_hour)
 
-    async def _keep_alive(self, sock: _Socket) -> None:
-        while not sock.closed:
-            await asyncio.wait({sock.reader}, timeout=self.ping_interval_s)
-            if sock.closed:
-                return
-            try:
-                await sock.call({"ping": 1}, self.reply_timeout_s)
-            except (_NoAnswer, TemporaryBrokerError):
-                return
-
-    async def _socket(self, deadline_s: float, accounts: Iterable[Account] = ()) -> _Socket:
-        """The live session socket, authorized; waits for a reconnect until ``deadline_s``."""
-        self._remember(accounts)
-        self._start()
-        while True:
-            timeout = deadline_s - _now()
-            if timeout <= 0:
-                raise TemporaryBrokerError("Deriv is unreachable")
-            try:
-                await asyncio.wait_for(self._ready.wait(), timeout)
-            except TimeoutError:
-                raise TemporaryBrokerError("Deriv is unreachable") from None
-            sock = self._sock
-            if sock is None or sock.closed:
-                await asyncio.sleep(0.01)
-                continue
-            if self._accounts and (self._auth is None or self._auth[0] is not sock):
-                async with self._auth_lock:
-                    if self._auth is None or self._auth[0] is not sock:
-                        await self._authorize(sock, deadline_s)
-            return sock
-
-    async def _authorize(self, sock: _Socket, deadline_s: float) -> None:
-        """Authorize as the first account whose token works; invalid ones are forgotten."""
-        for account in list(self._accounts.values()):
-            timeout = min(self.reply_timeout_s, deadline_s - _now())
-            if timeout <= 0:
-                raise TemporaryBrokerError("no time left to authorize with Deriv")
-            try:
-                reply = await sock.call({"authorize": _token(account)}, timeout)
-            except _NoAnswer:
-                raise TemporaryBrokerError("no answer to authorize from Deriv") from None
-            error = reply.get("error")
-            if error is None:
-                loginid = str(reply["authorize"]["loginid"])
-                self._auth = (sock, account, loginid)
-                logger.info("deriv: session authorized as account {}", account.account_id)
-                return
-            if error.get("code") != "InvalidToken":
-                raise _error_of(str(error.get("code")), str(error.get("message")))
-            logger.warning("deriv: account {} has an invalid token", account.account_id)
-            self._accounts.pop(account.account_id, None)
-        raise RejectedError("no account could authorize the Deriv session", reason="invalid_token")
-
-    def _is_session(self, account: Account, sock: _Socket | None) -> bool:
-        return (
-            self._auth is not None
-            and self._auth[0] is sock
-            and self._auth[1].account_id == account.account_id
-        )
+    def _pick(self) -> _Session:
+        """The session that can send soonest: connected, most budget left, fewest in flight."""
+        return max(self.sessions, key=lambda s: (s.live, s.budget.available(), -s.in_flight))
 
     @contextlib.asynccontextmanager
     async def _reader_for(self, account: Account) -> AsyncIterator[_Socket]:
-        """A socket authorized as ``account``: the session if it is that account, else a new one."""
-        session: _Socket | None = None
-        if self._is_session(account, self._sock):
-            session = await self._socket(_now() + self.lookup_timeout_s)
-        if session is not None and self._is_session(account, session):
-            yield session
-            return
+        """A socket authorized as ``account``: a live session logged in as it, else a new one."""
+        session = next((s for s in self.sessions if s.live and s.is_login(account, s.sock)), None)
+        if session is not None:
+            sock = await session.socket(_now() + self.lookup_timeout_s)
+            if session.is_login(account, sock):
+                yield sock
+                return
         async with self._side_sockets:
             sock = await _Socket.open(self.url, self.connect_timeout_s)
             try:
@@ -491,9 +597,11 @@ class DerivBroker:
                 yield chunk
 
     async def _execute(self, orders: list[Order]) -> dict[str, Fill]:
-        """Send one batch until every order has an answer or its deadline has passed."""
+        """Send one batch until every order has an answer or its deadline has passed; each
+        attempt goes out on the session that can send soonest."""
         fills: dict[str, Fill] = {}
         pending, why, attempt = list(orders), "expired", 0
+        self._remember(o.account for o in orders)
         while pending:
             now = _now()
             for o in pending:
@@ -504,34 +612,35 @@ class DerivBroker:
                 break
             deadline = min(o.deadline_ms for o in pending) / 1000
             if attempt:
-                await asyncio.sleep(max(0.0, min(self._backoff(attempt), deadline - _now())))
+                await asyncio.sleep(max(0.0, min(self.backoff(attempt), deadline - _now())))
             attempt += 1
             if _now() >= deadline:
                 continue
+            session = self._pick()
+            session.in_flight += 1
             try:
-                sock = await self._socket(deadline, (o.account for o in pending))
-            except TemporaryBrokerError:
+                sock = await session.socket(deadline)
+                if not await session.budget.acquire(deadline):
+                    fills.update(
+                        (o.client_order_id, Fill(o.client_order_id, "failed", "rate_limited"))
+                        for o in pending
+                    )
+                    break
+                answers = await self._send(session, sock, pending)
+            except TemporaryBrokerError:  # no connection, or it closed before anything was sent
                 why = "broker_unreachable"
                 continue
             except RejectedError as exc:  # no account of ours can even log in
                 fills.update((o.client_order_id, self._refusal(o, exc.reason)) for o in pending)
                 break
-            if not await self.budget.acquire(deadline):
-                fills.update(
-                    (o.client_order_id, Fill(o.client_order_id, "failed", "rate_limited"))
-                    for o in pending
-                )
-                break
-            try:
-                answers = await self._send(sock, pending)
-            except TemporaryBrokerError:  # the socket closed before anything was sent
-                why = "broker_unreachable"
-                continue
+            finally:
+                session.in_flight -= 1
             unknown = [o for o in pending if answers[o.client_order_id] == UNKNOWN]
             if unknown:
                 why = "broker_unreachable"
                 # Close it so that nothing still queued behind it is processed while we look;
                 # other requests in flight on it become unanswered too, and are reconciled.
+                # The other sessions carry on: _reconcile waits for their buys of these accounts.
                 await sock.close()
                 answers.update(await self._reconcile(unknown))
             elif any(answers[o.client_order_id] == RETRY for o in pending):
@@ -543,7 +652,9 @@ class DerivBroker:
             pending = [o for o in pending if o.client_order_id not in fills]
         return fills
 
-    async def _send(self, sock: _Socket, orders: list[Order]) -> dict[str, Answer]:
+    async def _send(
+        self, session: _Session, sock: _Socket, orders: list[Order]
+    ) -> dict[str, Answer]:
         """One request for the batch; per order a Fill, RETRY (nothing bought) or UNKNOWN."""
         first = orders[0]
         contract = {
@@ -555,14 +666,14 @@ class DerivBroker:
             "amount": float(first.stake),
             "currency": first.account.currency,
         }
-        single = len(orders) == 1 and self._is_session(first.account, sock)
-        if single:
-            assert self._auth is not None
+        auth = session.auth
+        single = len(orders) == 1 and auth is not None and session.is_login(first.account, sock)
+        if single and auth is not None:
             request: Json = {
                 "buy": "1",
                 "price": float(first.stake),
                 "parameters": contract,
-                "loginid": self._auth[2],
+                "loginid": auth[2],
                 "passthrough": {
                     "client_order_id": first.client_order_id,
                     "signal_id": first.signal_id,
@@ -577,37 +688,64 @@ class DerivBroker:
                 "tokens": [_token(o.account) for o in orders],
                 "passthrough": _passthrough_many(orders),
             }
-        try:
-            reply = await sock.call(request, self.reply_timeout_s)
-        except _NoAnswer as exc:
-            logger.warning("deriv: {} order(s) sent without an answer ({})", len(orders), exc)
-            return dict.fromkeys((o.client_order_id for o in orders), UNKNOWN)
-        error = reply.get("error")
-        if error is not None:
-            return {o.client_order_id: self._refused(o, error, "message") for o in orders}
-        if single:
-            return {first.client_order_id: self._placed(first, reply["buy"])}
-        results: list[Json] = reply["buy_contract_for_multiple_accounts"]["result"]
-        answers: dict[str, Answer] = {}
-        for index, o in enumerate(orders):
-            token = _token(o.account)
-            item = results[index] if index < len(results) else None
-            if item is None or item.get("token") != token:
-                item = next((r for r in results if r.get("token") == token), None)
-            if item is None:
-                answers[o.client_order_id] = UNKNOWN
-            elif "contract_id" in item:
-                answers[o.client_order_id] = self._placed(o, item)
-            else:
-                answers[o.client_order_id] = self._refused(o, item, "message_to_client")
-        return answers
+        async with self._in_flight([_token(o.account) for o in orders]):
+            try:
+                reply = await sock.call(request, self.reply_timeout_s)
+            except _NoAnswer as exc:
+                logger.warning("deriv: {} order(s) sent without an answer ({})", len(orders), exc)
+                return dict.fromkeys((o.client_order_id for o in orders), UNKNOWN)
+            error = reply.get("error")
+            if error is not None:
+                return {
+                    o.client_order_id: self._refused(session, o, error, "message") for o in orders
+                }
+            if single:
+                return {first.client_order_id: self._placed(first, reply["buy"])}
+            results: list[Json] = reply["buy_contract_for_multiple_accounts"]["result"]
+            answers: dict[str, Answer] = {}
+            for index, o in enumerate(orders):
+                token = _token(o.account)
+                item = results[index] if index < len(results) else None
+                if item is None or item.get("token") != token:
+                    item = next((r for r in results if r.get("token") == token), None)
+                if item is None:
+                    answers[o.client_order_id] = UNKNOWN
+                elif "contract_id" in item:
+                    answers[o.client_order_id] = self._placed(o, item)
+                else:
+                    answers[o.client_order_id] = self._refused(
+                        session, o, item, "message_to_client"
+                    )
+            return answers
 
-    def _refused(self, order: Order, error: Json, message_key: str) -> Answer:
+    @contextlib.asynccontextmanager
+    async def _in_flight(self, tokens: list[str]) -> AsyncIterator[None]:
+        """Count a buy for these accounts as in flight until its answer has been taken in."""
+        self._buying.update(tokens)
+        try:
+            yield
+        finally:
+            self._buying.subtract(tokens)
+            for token in tokens:
+                if self._buying[token] <= 0:
+                    del self._buying[token]
+            async with self._landed:
+                self._landed.notify_all()
+
+    async def _quiet(self, tokens: set[str]) -> None:
+        """Wait (a reply timeout at most) until no buy for these accounts is in flight on any
+        session, so that a purchase still being answered elsewhere is claimed by its own order
+        before we look for ours in the statement."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(self.reply_timeout_s), self._landed:
+                await self._landed.wait_for(lambda: tokens.isdisjoint(self._buying))
+
+    def _refused(self, session: _Session, order: Order, error: Json, message_key: str) -> Answer:
         code = str(error.get("code"))
         if code == "RateLimit":
             return RETRY
         if code == "AuthorizationRequired":
-            self._auth = None  # the session lost its login: authorize again before the next call
+            session.auth = None  # the session lost its login: authorize again before the next call
         logger.info(
             "deriv: order {} rejected: {} ({})", order.client_order_id, code, error.get(message_key)
         )
@@ -643,6 +781,7 @@ class DerivBroker:
     async def _reconcile(self, orders: list[Order]) -> dict[str, Answer]:
         """Ask the broker about unanswered orders: found -> placed, never bought -> RETRY."""
         await asyncio.sleep(self.reconcile_delay_s)
+        await self._quiet({_token(o.account) for o in orders})
         found = await asyncio.gather(*map(self.find_purchase, orders), return_exceptions=True)
         answers: dict[str, Answer] = {}
         for order, result in zip(orders, found, strict=True):

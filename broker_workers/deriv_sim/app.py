@@ -11,6 +11,8 @@ Control API (for tests, benchmarks and the demo; never part of the real broker):
 - ``GET /_sim/purchases[?since=n]``: every purchase made (after the first ``n``), in order, with
   its passthrough and the simulator's own timestamp (``time``, ms); ``count`` is the total.
 - ``GET|POST /_sim/faults``: read or replace the fault plan (keys: :class:`state.Faults`).
+- ``GET /_sim/stats``: connections open now and accepted so far, and ``RateLimit`` answers given
+  (each purchase's ``connection`` in the log is the number of the connection it came on).
 - ``POST /_sim/reset``: forget everything and drop every connection.
 """
 
@@ -48,7 +50,7 @@ class Connection:
 
     def __init__(self, ws: WebSocket, sim: Simulator) -> None:
         self.ws, self.sim = ws, sim
-        self.session = api.Session()
+        self.session = api.Session(connection=sim.new_connection())
         self.tasks: set[asyncio.Task[None]] = set()
         self.send_lock = asyncio.Lock()
         self.closed = False
@@ -257,6 +259,16 @@ async def faults(request: Request) -> JSONResponse:
     return JSONResponse(asdict(SIM.faults))
 
 
+async def stats(request: Request) -> JSONResponse:
+    return JSONResponse(
+        {
+            "connections_open": len(CONNECTIONS),
+            "connections_accepted": SIM.connections_accepted,
+            "rate_limited": SIM.rate_limited,
+        }
+    )
+
+
 async def reset(request: Request) -> JSONResponse:
     SIM.reset()
     for connection in list(CONNECTIONS):
@@ -270,6 +282,7 @@ app = Starlette(
         Route("/_sim/accounts", accounts, methods=["GET", "POST"]),
         Route("/_sim/purchases", purchases, methods=["GET"]),
         Route("/_sim/faults", faults, methods=["GET", "POST"]),
+        Route("/_sim/stats", stats, methods=["GET"]),
         Route("/_sim/reset", reset, methods=["POST"]),
     ]
 )

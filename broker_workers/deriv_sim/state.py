@@ -138,6 +138,9 @@ class Faults:
     error_rates: dict[str, float] = field(default_factory=dict)  # code -> rate, per purchase
     error_queue: list[str] = field(default_factory=list)  # codes for the next purchases, in order
     buys_per_minute: int = 0  # per connection, over buy, multi-account buy and proposal; 0 = off
+    # What website_status reports for the group buy belongs to (Deriv documents 360 a minute);
+    # reporting only: buys_per_minute is what the simulator enforces.
+    buy_limit_per_minute: int = 360
     disconnect_after_messages: int = 0  # one-shot: the Nth message from now closes its socket
     idle_timeout_s: float = 0.0  # close a connection that sent nothing for this long; 0 = off
     closed_symbols: list[str] = field(default_factory=list)  # answer MarketIsClosed
@@ -152,6 +155,7 @@ class Faults:
         faults = cls(**data)
         numbers = [faults.latency_ms, faults.jitter_ms, faults.drop_after_debit_rate]
         numbers += [faults.idle_timeout_s, faults.buys_per_minute, faults.disconnect_after_messages]
+        numbers += [faults.buy_limit_per_minute]
         rates = faults.error_rates
         if (
             not all(_is_number(n) and n >= 0 for n in numbers)
@@ -187,8 +191,14 @@ class Simulator:
         self.by_loginid: dict[str, Account] = {}
         self.contracts: dict[int, Contract] = {}
         self.purchases: list[dict[str, Any]] = []
+        self.rate_limited = 0  # RateLimit answers given, on every connection
         self._open: list[tuple[int, int]] = []  # heap of (expiry, contract_id)
-        self._ids = {"loginid": 1000000, "contract": 250000000, "transaction": 500000000}
+        self._ids = {
+            "loginid": 1000000,
+            "contract": 250000000,
+            "transaction": 500000000,
+            "connection": 0,
+        }
         self.set_faults(Faults())
 
     def set_faults(self, faults: Faults) -> None:
@@ -199,6 +209,14 @@ class Simulator:
     def _next(self, kind: str) -> int:
         self._ids[kind] += 1
         return self._ids[kind]
+
+    def new_connection(self) -> int:
+        """The number of a connection just accepted (1, 2, ...); also how many there were."""
+        return self._next("connection")
+
+    @property
+    def connections_accepted(self) -> int:
+        return self._ids["connection"]
 
     # -- accounts ---------------------------------------------------------------------------
 
@@ -269,6 +287,7 @@ class Simulator:
         call: str,
         passthrough: dict[str, Any] | None,
         token_index: int | None = None,
+        connection: int = 0,
     ) -> Contract:
         """Debit and open one contract; the caller has validated everything."""
         if stake > account.balance:
@@ -303,6 +322,7 @@ class Simulator:
                 "call": call,
                 "token": token,
                 "token_index": token_index,
+                "connection": connection,
                 "loginid": account.loginid,
                 "contract_id": contract_id,
                 "passthrough": passthrough,
