@@ -28,12 +28,10 @@ class Dispatcher:
 
     redis_url: str
     batch_size: int
-    worker_count_ttl_s: float = 2.0
 
     def __post_init__(self) -> None:
         self._redis = SyncRedis.from_url(self.redis_url)
         self._queues: dict[str, Queue] = {}
-        self._worker_counts: dict[str, tuple[float, int]] = {}
 
     def _queue(self, broker: str) -> Queue:
         if broker not in self._queues:
@@ -41,13 +39,10 @@ class Dispatcher:
         return self._queues[broker]
 
     def _workers(self, broker: str) -> int:
-        now = time.monotonic()
-        cached = self._worker_counts.get(broker)
-        if cached and now - cached[0] < self.worker_count_ttl_s:
-            return cached[1]
-        count = Worker.count(connection=self._redis, queue=self._queue(broker))
-        self._worker_counts[broker] = (now, count)
-        return count
+        """Workers registered on the broker's queue, read for each signal (one ``SMEMBERS``): a
+        pool that just restarted is counted at once. A dead worker not yet cleaned out of RQ's
+        registry only adds a job that finds nothing to pop."""
+        return int(Worker.count(connection=self._redis, queue=self._queue(broker)))
 
     def dispatch_sync(
         self, signal_id: str, by_broker: dict[str, int], why: str = "drain", at_front: bool = False

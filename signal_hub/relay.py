@@ -14,6 +14,7 @@ and stops. Nothing in flight is lost on a restart.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import defaultdict
 from datetime import UTC, datetime
 from typing import Any
@@ -28,8 +29,10 @@ from signal_hub import keys
 from signal_hub.hub import Hub
 from signal_hub.sockets import channel_room, user_room
 
-READ_COUNT = 1000
+READ_COUNT = 1000  # entries; a worker's entry holds a batch of records
+SLICE_RECORDS = 250  # written and acknowledged together, then the event loop gets a turn
 BLOCK_MS = 500
+HOUSEKEEPING_S = 1.0
 CLAIM_IDLE_MS = 30_000
 HEARTBEAT_MS = 5_000
 
@@ -71,11 +74,14 @@ class Relay:
         await ensure_group(self.redis)
         await self._beat()
         await self._drain_pending()
+        housekept = 0.0
         while not self._stopping.is_set():
             try:
-                await self._beat()
-                await self._claim_from_dead_hubs()
-                await self._claim_abandoned()
+                if time.monotonic() - housekept >= HOUSEKEEPING_S:
+                    await self._beat()
+                    await self._claim_from_dead_hubs()
+                    await self._claim_abandoned()
+                    housekept = time.monotonic()
                 reply: Any = await self.redis.xreadgroup(
                     keys.RESULTS_GROUP,
                     self.consumer,
@@ -149,14 +155,28 @@ class Relay:
             await self.handle(entries)
 
     async def handle(self, entries: list[tuple[str, dict[str, str]]]) -> None:
+        """Emit, store and acknowledge ``entries``, in slices of about :data:`SLICE_RECORDS`
+        records, so that a long backlog never holds the event loop (and signal acks) for long."""
+        ids: list[str] = []
         by_kind: dict[str, list[dict[str, Any]]] = defaultdict(list)
-        for _, fields in entries:
+        held = 0
+        for entry_id, fields in entries:
+            ids.append(entry_id)
             if fields and "data" in fields:
-                by_kind[fields["kind"]] += records_of(fields)
+                records = records_of(fields)
+                by_kind[fields["kind"]] += records
+                held += len(records)
+            if held >= SLICE_RECORDS:
+                await self._write(ids, by_kind)
+                ids, by_kind, held = [], defaultdict(list), 0
+                await asyncio.sleep(0)
+        if ids:
+            await self._write(ids, by_kind)
+
+    async def _write(self, ids: list[str], by_kind: dict[str, list[dict[str, Any]]]) -> None:
         await self._emit(by_kind.get("execution", []), by_kind.get("settlement", []))
         await self._emit_signals(by_kind.get("signal", []), by_kind.get("signal_status", []))
         await self._persist(by_kind)
-        ids = [entry_id for entry_id, _ in entries]
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.xack(keys.RESULTS, keys.RESULTS_GROUP, *ids)
             pipe.xdel(keys.RESULTS, *ids)
