@@ -5,10 +5,13 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
-from pymongo import UpdateOne
+from bson.errors import InvalidDocument
+from pymongo import DeleteOne, InsertOne, UpdateOne
 from pymongo.errors import DuplicateKeyError
 
 from signal_hub.settings import load_settings
@@ -137,3 +140,106 @@ async def test_embedded_store_ignores_a_torn_last_line(tmp_path: Path) -> None:
     again = durable_store(path)
     assert [d["_id"] for d in await again.users.find({}).to_list()] == ["u1", "u3"]
     await again.close()
+
+
+def set_op(_id: str, fields: dict[str, Any], upsert: bool = True) -> UpdateOne:
+    return UpdateOne({"_id": _id}, {"$set": fields}, upsert=upsert)
+
+
+async def test_bulk_set_by_id_inserts_new_ids_and_sets_only_the_given_fields(store: Store) -> None:
+    await store.trades.insert_one({"_id": "old", "status": "placed", "stake": 10.0, "n": 1})
+    ops = [set_op(f"t{i}", {"status": "placed", "n": i, "tags": ["a"], "x": {"y": i}})
+           for i in range(5)]  # fmt: skip
+    ops += [set_op("old", {"outcome": "won", "n": 1}), set_op("missing", {"n": 9}, upsert=False)]
+    ops += [set_op("t0", {"n": 100}), set_op("old", {"n": 1})]  # the same id twice in one batch
+    result = await store.trades.bulk_write(ops, ordered=False)
+
+    assert result.upserted_count == 5
+    assert result.upserted_ids == {i: f"t{i}" for i in range(5)}
+    assert (result.matched_count, result.modified_count) == (3, 2)  # the last one changes nothing
+    assert await store.trades.find_one({"_id": "old"}) == {
+        "_id": "old", "status": "placed", "stake": 10.0, "n": 1, "outcome": "won"
+    }  # fmt: skip
+    assert await store.trades.find_one({"_id": "t0"}) == {
+        "_id": "t0", "status": "placed", "n": 100, "tags": ["a"], "x": {"y": 0}
+    }  # fmt: skip
+    assert await store.trades.find_one({"_id": "missing"}) is None
+    assert await store.trades.count_documents({}) == 6
+
+
+async def test_bulk_set_by_id_matches_update_one(store: Store) -> None:
+    """The same operations, one bulk_write or one update_one each, leave the same documents."""
+    created = datetime(2024, 5, 6, 7, 8, 9, 123456, tzinfo=UTC)
+    fields = [{"status": "placed", "created_at": created, "stake": 2.5, "reason": None,
+               "payout": {"amount": 4.6, "at": [created]}, "tags": ("a", "b"), "n": i}
+              for i in range(3)]  # fmt: skip
+    ops = [set_op(f"t{i}", f) for i, f in enumerate(fields)]
+    ops += [set_op("t1", {"outcome": "lost", "settled_at": created}), set_op("t2", {"n": 7})]
+    bulk, single = store.db["bulk"], store.db["single"]
+    await bulk.bulk_write(ops, ordered=True)
+    for op in ops:
+        await single.update_one(op._filter, op._doc, upsert=op._upsert)
+    assert await bulk.find({}).sort("_id", 1).to_list() == (
+        await single.find({}).sort("_id", 1).to_list()
+    )
+    fields[0]["payout"]["amount"] = 0  # the store holds its own copies
+    assert (await bulk.find_one({"_id": "t0"}) or {})["payout"]["amount"] == 4.6
+
+
+async def test_bulk_write_mixes_set_by_id_with_other_operations(store: Store) -> None:
+    await store.trades.insert_many([{"_id": "a", "n": 1, "s": {"k": 1}}, {"_id": "b", "n": 1}])
+    ops = [
+        set_op("a", {"status": "placed"}),
+        UpdateOne({"_id": "a"}, {"$inc": {"n": 1}}),
+        set_op("c", {"n": 1}),
+        UpdateOne({"_id": "b", "n": 1}, {"$set": {"status": "settled"}}),
+        UpdateOne({"_id": "a"}, {"$set": {"s.k": 2}}),
+        InsertOne({"_id": "d", "n": 4}),
+        set_op("d", {"status": "placed"}),
+        DeleteOne({"_id": "b"}),
+        UpdateOne({"_id": "e"}, {"$set": {"n": 5}, "$setOnInsert": {"first": True}}, upsert=True),
+        set_op("e", {"n": 6}),
+    ]
+    result = await store.trades.bulk_write(ops, ordered=True)
+    assert (result.inserted_count, result.deleted_count, result.upserted_count) == (1, 1, 2)
+    assert (result.matched_count, result.modified_count) == (6, 6)
+    assert result.upserted_ids == {2: "c", 8: "e"}
+    assert await store.trades.find({}).sort("_id", 1).to_list() == [
+        {"_id": "a", "n": 2, "s": {"k": 2}, "status": "placed"},
+        {"_id": "c", "n": 1},
+        {"_id": "d", "n": 4, "status": "placed"},
+        {"_id": "e", "n": 6, "first": True},
+    ]
+    with pytest.raises(InvalidDocument):  # a value BSON cannot hold, as MongoDB refuses it
+        await store.trades.bulk_write([set_op("f", {"bad": {1, 2}})], ordered=False)
+    assert await store.trades.find_one({"_id": "f"}) is None
+
+
+async def test_embedded_store_replays_bulk_set_by_id(tmp_path: Path) -> None:
+    path = tmp_path / "store.jsonl"
+    store = durable_store(path)
+    await store.ensure_indexes()
+    created = datetime(2024, 5, 6, 7, 8, 9, 123456, tzinfo=UTC)
+    ops = [set_op(f"t{i}", {"status": "placed", "created_at": created, "n": i}) for i in range(4)]
+    await store.trades.bulk_write(ops, ordered=False)
+    await store.trades.bulk_write(
+        [
+            set_op("t1", {"outcome": "won", "n": 10}),
+            UpdateOne({"_id": "t2"}, {"$inc": {"n": 5}}),
+            set_op("t2", {"outcome": "lost"}),
+            set_op("gone", {"n": 1}, upsert=False),
+            DeleteOne({"_id": "t3"}),
+            set_op("t3", {"n": 3}),
+        ],
+        ordered=True,
+    )
+    before = await store.trades.find({}).sort("_id", 1).to_list()
+    await store.close()
+    assert '"set_by_id"' in path.read_text()
+
+    for _ in range(2):  # the replayed journal, then the compacted one
+        reopened = durable_store(path)
+        assert await reopened.trades.find({}).sort("_id", 1).to_list() == before
+        await reopened.close()
+    assert [d["_id"] for d in before] == ["t0", "t1", "t2", "t3"]
+    assert before[2]["n"] == 7 and before[3] == {"_id": "t3", "n": 3}

@@ -1,0 +1,105 @@
+"""The Redis directory rebuilt from the store: the same keys as the hub's own writes, in chunks."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from redis.asyncio import Redis
+
+from signal_hub import directory, keys
+from signal_hub.directory import Directory
+from signal_hub.embedded_store import EmbeddedDatabase
+from signal_hub.store import Store, new_id
+
+
+async def snapshot(redis: Redis) -> dict[str, Any]:
+    """Every key of the database with its value (sets sorted)."""
+    state: dict[str, Any] = {}
+    async for key in redis.scan_iter(count=1000):
+        if await redis.type(key) == "set":
+            state[key] = sorted(await redis.smembers(key))
+        else:
+            state[key] = await redis.get(key)
+    return state
+
+
+async def seeded_store(channels: int, subscribers: int) -> tuple[Store, list[dict[str, Any]]]:
+    """Channels with subscribers split across two brokers, plus a subscription whose channel is
+    gone; returns the store and its channels."""
+    store = Store(EmbeddedDatabase())
+    chans = [
+        {"_id": new_id(), "name": f"c{i}", "provider_id": "p", "max_signal_delay_ms": 1000}
+        for i in range(channels)
+    ]
+    accounts, subs = [], []
+    for i in range(subscribers):
+        broker = ("paper", "deriv")[(i // channels) % 2]
+        account = {
+            "_id": new_id(),
+            "user_id": f"u{i}",
+            "broker": broker,
+            "credentials_sealed": "sealed",
+        }
+        accounts.append(account)
+        subs.append(
+            {
+                "_id": new_id(),
+                "channel_id": chans[i % channels]["_id"],
+                "user_id": f"u{i}",
+                "broker_account_id": account["_id"],
+                "broker": broker,
+                "stake": {"mode": "fixed", "amount": 1},
+            }
+        )
+    orphan = dict(subs[0], _id=new_id(), channel_id="gone", user_id="u-orphan")
+    await store.channels.insert_many(chans)
+    await store.broker_accounts.insert_many(accounts)
+    await store.subscriptions.insert_many([*subs, orphan])
+    return store, chans
+
+
+@pytest.mark.parametrize("chunk", [3, 1000])
+async def test_rebuild_writes_what_the_hub_writes_and_drops_stale_members(
+    redis: Redis, monkeypatch: pytest.MonkeyPatch, chunk: int
+) -> None:
+    monkeypatch.setattr(directory, "CHUNK", chunk)
+    store, chans = await seeded_store(channels=4, subscribers=25)
+    hub = Directory(redis, store)
+    for account in await store.broker_accounts.find({}).to_list():
+        await hub.put_account(account)
+    for channel in chans:
+        await hub.put_channel(channel)
+    for sub in await store.subscriptions.find({"channel_id": {"$ne": "gone"}}).to_list():
+        await hub.put_subscription(sub)
+    expected = await snapshot(redis)
+    await redis.flushdb()
+
+    first, second = chans[0]["_id"], chans[1]["_id"]
+    await redis.sadd(keys.directory(first, "paper"), "unsubscribed")
+    await redis.sadd(keys.directory(first, "gonebroker"), "unsubscribed")
+    await redis.sadd(keys.directory_brokers(first), "gonebroker", "paper")
+    await redis.sadd(keys.directory_brokers(second), "deriv")
+    counts = await hub.rebuild()
+
+    assert counts == {"channels": 4, "accounts": 25, "subscriptions": 25}
+    assert await snapshot(redis) == expected
+    assert not await redis.exists(keys.directory(first, "gonebroker"))
+    assert await redis.scard(keys.directory(first, "paper")) == 4  # of its 7, 3 are on deriv
+    assert await store.subscriptions.count_documents({"channel_id": "gone"}) == 1
+
+
+async def test_rebuild_of_an_emptied_channel_and_an_empty_store(redis: Redis) -> None:
+    store, chans = await seeded_store(channels=1, subscribers=2)
+    hub = Directory(redis, store)
+    await hub.rebuild()
+    await store.subscriptions.delete_many({})
+    assert await hub.rebuild() == {"channels": 1, "accounts": 2, "subscriptions": 0}
+    channel_id = chans[0]["_id"]
+    assert await redis.exists(keys.channel(channel_id))
+    for key in (keys.directory(channel_id, "paper"), keys.directory_brokers(channel_id)):
+        assert not await redis.exists(key)
+    await redis.flushdb()
+    empty = Directory(redis, Store(EmbeddedDatabase()))
+    assert await empty.rebuild() == {"channels": 0, "accounts": 0, "subscriptions": 0}
+    assert await snapshot(redis) == {}
