@@ -67,6 +67,7 @@ class Hub:
         )
 
     async def close(self) -> None:
+        await self.intake.close()
         self.dispatcher.close()
         await self.store.close()
         await self.redis.aclose()

@@ -3,6 +3,8 @@
 Directory (kept in step with the store by the hub, rebuilt from it at start-up):
   ``dir:{channel}:{broker}``  SET of subscription ids of a channel on one broker
   ``dirbrokers:{channel}``    SET of brokers with subscribers in that channel
+  ``dirspare:{channel}:{broker}`` a ready copy of ``dir:``, which the next expansion renames into
+                              its work set; deleted by every change of ``dir:``
   ``chan:{channel}``          JSON: who may send, delay budget, allowed assets
   ``sub:{subscription}``      JSON: account, stake, limits, paused
   ``acct:{account}``          JSON: broker, currency, credentials (encrypted)
@@ -46,6 +48,10 @@ SIGNAL_TTL_S = 24 * 3600
 
 def directory(channel_id: str, broker: str) -> str:
     return f"{PREFIX}dir:{channel_id}:{broker}"
+
+
+def directory_spare(channel_id: str, broker: str) -> str:
+    return f"{PREFIX}dirspare:{channel_id}:{broker}"
 
 
 def directory_brokers(channel_id: str) -> str:
