@@ -8,6 +8,7 @@ so rises, falls and the occasional unchanged price (a refund) all happen.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import math
 import struct
@@ -37,8 +38,13 @@ def _unit(seed: int, asset: str, tag: str, n: int) -> float:
 
 def price(asset: str, at_ms: int, seed: int) -> float:
     """The quote of ``asset`` at the instant ``at_ms`` (Unix milliseconds), in whole seconds."""
+    return _price_at(asset, at_ms // 1000, seed)
+
+
+@functools.lru_cache(maxsize=4096)
+def _price_at(asset: str, second: int, seed: int) -> float:
+    """Cached: a signal's purchases, all in the same second or two, ask for the same quote."""
     base, decimals = BASE_PRICES[asset]
-    second = at_ms // 1000
     waves = sum(
         0.0015 * _unit(seed, asset, "amp", k) * math.sin(2 * math.pi * second / period + k)
         for k, period in enumerate((97, 601, 3607))

@@ -40,7 +40,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
-import json
 import random
 import re
 import sys
@@ -51,6 +50,7 @@ from decimal import Decimal
 from typing import Any, ClassVar, Literal
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
+import orjson
 from loguru import logger
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, WebSocketException
@@ -127,7 +127,7 @@ def _money(value: Any) -> Decimal:
 
 
 def _dumps(message: Json) -> str:
-    return json.dumps(message, separators=(",", ":"))
+    return orjson.dumps(message).decode()
 
 
 def _with_app_id(url: str, app_id: str) -> str:
@@ -265,7 +265,7 @@ class _Socket:
         try:
             async for raw in self._ws:
                 try:
-                    message = json.loads(raw)
+                    message = orjson.loads(raw)
                 except ValueError:
                     continue
                 req_id = message.get("req_id") if isinstance(message, dict) else None
@@ -579,7 +579,7 @@ class DerivBroker:
             tokens: set[str] = set()
             size = 0
             for o in group:
-                entry = len(json.dumps(o.subscription_id)) + 1  # and a comma
+                entry = len(orjson.dumps(o.subscription_id)) + 1  # and a comma
                 if chunk and (
                     len(chunk) == MAX_TOKENS_PER_BUY
                     or size + entry > PASSTHROUGH_MAX_BYTES

@@ -20,13 +20,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import time
 import uuid
 from dataclasses import asdict
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+import orjson
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -90,7 +90,7 @@ class Connection:
             return
         async with self.send_lock:
             try:
-                await self.ws.send_text(json.dumps(message))
+                await self.ws.send_text(orjson.dumps(message).decode())
             except (RuntimeError, OSError):
                 self.closed = True
 
@@ -102,7 +102,7 @@ class Connection:
 
     def dispatch(self, text: str) -> None:
         try:
-            request = json.loads(text)
+            request = orjson.loads(text)
         except ValueError:
             request = None
         if not isinstance(request, dict):
