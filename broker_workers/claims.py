@@ -164,6 +164,8 @@ for j, id in ipairs(ids) do
     if settle_member ~= '' then
       settle[#settle + 1] = due
       settle[#settle + 1] = settle_member
+    end
+    if recorded ~= '' then
       redis.call('SADD', recorded, contract_id)
       redis.call('EXPIRE', recorded, 86400)
     end
@@ -281,10 +283,15 @@ def _loads(raw: str) -> dict[str, Any] | None:
 class ClaimBook:
     """The claim scripts, bound to one worker of one broker."""
 
-    def __init__(self, redis: Redis, worker_id: str, broker: str) -> None:
+    def __init__(
+        self, redis: Redis, worker_id: str, broker: str, *, remember_contracts: bool = True
+    ) -> None:
+        """``remember_contracts``: keep each account's recorded contracts (see :data:`FINISH`),
+        which only a broker whose purchases are found by their details needs."""
         self.redis = redis
         self.worker_id = worker_id
         self.broker = broker
+        self.remember_contracts = remember_contracts
         self._claim = redis.register_script(CLAIM)
         self._mark = redis.register_script(MARK_SENDING)
         self._finish = redis.register_script(FINISH)
@@ -343,6 +350,7 @@ class ClaimBook:
         if not terminals:
             return 0
         args: list[Any] = [self._member_prefix(signal_id)]
+        remember = self.remember_contracts
         for t in terminals:
             placed = t.settle_member
             args += [
@@ -350,7 +358,7 @@ class ClaimBook:
                 orjson.dumps(t.record),
                 t.settle_due_ms or 0,
                 orjson.dumps(placed) if placed else "",
-                keys.recorded_contracts(placed["account_id"]) if placed else "",
+                keys.recorded_contracts(placed["account_id"]) if placed and remember else "",
                 placed["contract_id"] if placed else "",
                 t.undo_daily_key or "",
             ]

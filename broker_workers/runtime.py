@@ -65,11 +65,17 @@ class WorkerRuntime:
 
     async def _open(self) -> None:
         self.redis = redis_client(self.settings.redis_url)
-        self.claims = ClaimBook(self.redis, self.worker_id, self.broker)
+        adapter_class = resolve_adapter(self.broker)
+        self.claims = ClaimBook(
+            self.redis,
+            self.worker_id,
+            self.broker,
+            remember_contracts=adapter_class.capabilities["finds_purchases_by_details"],
+        )
         self.faults = KillPoints(self.redis, self.settings.fault_injection)
         await self._beat()
         await self.redis.sadd(keys.workers(self.broker), self.worker_id)
-        self.adapter = resolve_adapter(self.broker)(self.settings)  # type: ignore[call-arg]
+        self.adapter = adapter_class(self.settings)  # type: ignore[call-arg]
         await self.adapter.open(await self.known_accounts())
         self._tasks.append(asyncio.create_task(self._heartbeat()))
         self._tasks.append(asyncio.create_task(settlement_loop(self)))

@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import urlparse
 
+import orjson
 import socketio
 from loguru import logger
 
@@ -28,6 +29,19 @@ def user_room(user_id: str) -> str:
     return f"user:{user_id}"
 
 
+class OrjsonPackets:
+    """The JSON module of Socket.IO packets: orjson, a few times faster than the standard one;
+    each of the relay's emits carries a slice of up to a few hundred executions."""
+
+    @staticmethod
+    def dumps(value: Any, **_: Any) -> str:
+        return orjson.dumps(value, default=str).decode()
+
+    @staticmethod
+    def loads(text: str | bytes, **_: Any) -> Any:
+        return orjson.loads(text)
+
+
 def build_server(settings: Settings) -> socketio.AsyncServer:
     """The Socket.IO server, sharing rooms across hub instances through Redis pub/sub."""
     # Pub/sub channels are global to a Redis server, not per database: name ours by database.
@@ -36,6 +50,7 @@ def build_server(settings: Settings) -> socketio.AsyncServer:
     return socketio.AsyncServer(
         async_mode="asgi",
         client_manager=manager,
+        json=OrjsonPackets,
         cors_allowed_origins=settings.cors_origins or [],
         logger=False,
         engineio_logger=False,

@@ -107,6 +107,30 @@ async def test_claims_partition_the_work_and_finish_writes_each_record_once(redi
     assert await redis.scard(keys.claims("wa")) == 0 and await redis.scard(keys.claims("wb")) == 0
 
 
+async def test_finish_queues_settlement_and_remembers_contracts_only_when_asked(
+    redis: Redis,
+) -> None:
+    await seed_channel(redis, "c1", 4)
+    await expand(redis, "sig1", "c1")
+    remembering = ClaimBook(redis, "wa", "deriv")
+    forgetting = ClaimBook(redis, "wb", "paper", remember_contracts=False)
+
+    def placed(sub_id: str, account_id: str) -> Terminal:
+        member = {
+            "trade_id": f"sig1-{sub_id}",
+            "account_id": account_id,
+            "contract_id": f"k{sub_id}",
+        }
+        return Terminal(sub_id, {"trade_id": f"sig1-{sub_id}"}, 1_000, member)
+
+    assert await remembering.finish("sig1", [placed("s0", "a0"), placed("s1", "a0")]) == 2
+    assert await forgetting.finish("sig1", [placed("s2", "a2")]) == 1
+    assert await redis.smembers(keys.recorded_contracts("a0")) == {"ks0", "ks1"}
+    assert not await redis.exists(keys.recorded_contracts("a2"))
+    assert await redis.zcard(keys.settle_queue("deriv")) == 2
+    assert await redis.zcard(keys.settle_queue("paper")) == 1
+
+
 async def test_the_gate_refuses_cancelled_expired_and_lapsed_workers(redis: Redis) -> None:
     await seed_channel(redis, "c1", 4, delay_ms=60_000)
     await expand(redis, "sig1", "c1")

@@ -42,6 +42,8 @@ class TemplateBroker:
             "buys_per_minute": 60,  # your share of the broker's rate limit; 0 = none
             "assets": {"EURUSD": "EURUSD"},  # canonical name -> the broker's own symbol
             "credential_fields": ("api_key",),  # what a subscriber must give us
+            # True if find_purchase can only match a purchase by its details (no id of ours)
+            "finds_purchases_by_details": False,
         }
     )
 

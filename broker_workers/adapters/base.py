@@ -29,6 +29,9 @@ class Capabilities(TypedDict):
     currency: str
     assets: dict[str, str]  # canonical asset name -> the broker's own symbol
     credential_fields: tuple[str, ...]  # what a subscriber must give to connect an account
+    # find_purchase matches a purchase by its details (the broker keeps no id of ours): the
+    # contracts already recorded for an account must then be remembered, to be excluded
+    finds_purchases_by_details: bool
 
 
 DEFAULT_CAPABILITIES = Capabilities(
@@ -41,6 +44,7 @@ DEFAULT_CAPABILITIES = Capabilities(
     currency="USD",
     assets={},
     credential_fields=(),
+    finds_purchases_by_details=False,
 )
 
 

@@ -428,6 +428,7 @@ class DerivBroker:
             "buys_per_minute": _share(BUY_LIMITS_DOCUMENTED[0]),
             "assets": ASSETS,
             "credential_fields": ("token",),
+            "finds_purchases_by_details": True,
         }
     )
     buys_per_hour: ClassVar[int] = _share(BUY_LIMITS_DOCUMENTED[1])
