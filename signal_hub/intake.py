@@ -2,11 +2,12 @@
 
 The whole decision is one Lua script in Redis (:data:`EXPAND`): the resend check, the sender's
 right to the channel, the deadline from the channel's delay budget, the copy of each broker's
-subscriber set into that signal's work set (``COPY``, server-side, no per-subscriber round trip),
-the signal record and the ``signal`` entry on the results stream that the relay persists. Then
-drain jobs go to each broker's RQ queue, after the acknowledgement is on its way (a hub that dies
-in between leaves the work to the reaper's redrive). The acknowledgement counts exactly what was
-expanded.
+subscriber set into that signal's work set (server-side, no per-subscriber round trip: the spare
+copy made after the previous signal is renamed in O(1), else ``COPY``), the signal record and the
+``signal`` entry on the results stream that the relay persists. Then drain jobs go to each
+broker's RQ queue, after the acknowledgement is on its way (a hub that dies in between leaves the
+work to the reaper's redrive), and once the work is claimed the next spare copies are made. The
+acknowledgement counts exactly what was expanded.
 
 A signal with ``at`` is only recorded (``scheduled``) and put in the ``scheduled`` set; the
 scheduler of any hub fires it at that instant through the same script, which checks the sender's
