@@ -1,13 +1,14 @@
 """The results relay: from the results stream to the live rooms and the store.
 
-Workers publish every signal, execution and settlement record to one Redis stream. Each hub reads
+Workers publish every signal, execution and settlement record to one Redis stream (a worker's
+batch of executions as one entry holding a list). Each hub reads
 it through a consumer group, so several hubs share the work and a record stays pending until the
 hub that took it has emitted it and written it to the store. Only then is it acknowledged and
 deleted. Each hub keeps a heartbeat key; the pending records of a consumer whose heartbeat is gone
-(a hub that was killed) are claimed at once by a live one, and any record idle too long is claimed
-anyway. The store writes are idempotent upserts keyed by the record's id, so a record handled
-twice is written once. A subscriber's own events go only to subscribers connected to some hub
-(``presence.py``). On SIGTERM the relay finishes the batch in hand (written, acknowledged)
+(a hub that was killed) are claimed by a live one within a second, and any record idle too long
+is claimed anyway. The store writes are idempotent upserts keyed by the record's id, so a record
+handled twice is written once. A subscriber's own events go only to subscribers connected to some
+hub (``presence.py``). On SIGTERM the relay finishes the batch in hand (written, acknowledged)
 and stops. Nothing in flight is lost on a restart.
 """
 
