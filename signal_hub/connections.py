@@ -12,29 +12,31 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import urlsplit
 
-import hiredis
 from redis.asyncio import Redis
 from redis.asyncio.connection import Connection
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialWithJitterBackoff
-from redis.exceptions import ConnectionError, TimeoutError
+from redis.connection import HiredisRespSerializer
+from redis.exceptions import ConnectionError, DataError, TimeoutError
 
 HEALTH_CHECK_S = 2
 RETRIES = 5
 
 
 class HiredisPackedConnection(Connection):
-    """Packs commands with hiredis, in C. redis-py does so on its blocking connections but packs
-    in Python on asyncio ones, and the hot path's scripts carry hundreds of arguments a batch:
-    a 100-subscriber ``FINISH`` packs in 0.14 ms instead of 1.2 ms."""
+    """Packs commands with hiredis, in C, through redis-py's own ``HiredisRespSerializer``:
+    redis-py uses it on its blocking connections but packs in Python on asyncio ones, and the hot
+    path's scripts carry hundreds of arguments a batch (a 100-subscriber ``FINISH`` packs in
+    0.14 ms instead of 1.2 ms)."""
+
+    _packer = HiredisRespSerializer()
 
     def pack_command(self, *args: Any) -> list[bytes]:
-        if isinstance(args[0], str):
-            args = (*args[0].encode().split(), *args[1:])
         try:
-            return [hiredis.pack_command(args)]
-        except TypeError:  # a type hiredis does not take: redis-py's own packing (and error)
+            packed: list[bytes] = self._packer.pack(*args)
+        except DataError:  # a type hiredis does not take: redis-py's own packing (and message)
             return super().pack_command(*args)
+        return packed
 
 
 def redis_client(url: str) -> Redis:
