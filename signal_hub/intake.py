@@ -304,15 +304,19 @@ class Intake:
             "drain jobs not enqueued; the reaper redrives them",
         )
         self._background(
-            self.prepare_spares(channel_id, ack["signal_id"], ack["deadline_ms"]),
+            self.prepare_spares(
+                channel_id, ack["signal_id"], list(ack["fanout"]["by_broker"]), ack["deadline_ms"]
+            ),
             "spare directory copies not made; the next signal copies the sets itself",
         )
 
-    async def prepare_spares(self, channel_id: str, signal_id: str, deadline_ms: int) -> None:
-        """Copy the channel's directory sets for its next signal once this one's work sets are
-        empty (all claimed) or its deadline has passed: a copy made sooner would take Redis from
-        the workers just when they start."""
-        work = [keys.work(signal_id, broker) for broker in await self._brokers(channel_id)]
+    async def prepare_spares(
+        self, channel_id: str, signal_id: str, brokers: list[str], deadline_ms: int
+    ) -> None:
+        """Copy the channel's directory sets for its next signal once this one's work sets (on
+        ``brokers``, those its ack counted) are empty (all claimed) or its deadline has passed: a
+        copy made sooner would take Redis from the workers just when they start."""
+        work = [keys.work(signal_id, broker) for broker in brokers]
         while keys.now_ms() < deadline_ms:
             async with self.redis.pipeline(transaction=False) as pipe:
                 for key in work:
@@ -321,9 +325,6 @@ class Intake:
                     break
             await asyncio.sleep(SPARE_POLL_S)
         await self._spare(keys=[keys.directory_brokers(channel_id)], args=[keys.PREFIX, channel_id])
-
-    async def _brokers(self, channel_id: str) -> list[str]:
-        return [str(b) for b in await self.redis.smembers(keys.directory_brokers(channel_id))]
 
     def _background(self, work: Coroutine[Any, Any, None], on_failure: str) -> None:
         task = asyncio.create_task(work)

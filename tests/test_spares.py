@@ -45,17 +45,17 @@ async def test_the_next_signal_takes_the_spare_and_a_change_throws_it_away(
     everyone = {f"s{i}" for i in range(30)}
 
     assert await fanout(redis, "sig1") == (30, everyone)  # no spare yet: copied
-    await intake.prepare_spares("c1", "sig1", PAST)
+    await intake.prepare_spares("c1", "sig1", ["paper"], PAST)
     assert {str(m) for m in await redis.smembers(spare)} == everyone
     assert await fanout(redis, "sig2") == (30, everyone)
     assert not await redis.exists(spare)  # renamed into sig2's work set
 
-    await intake.prepare_spares("c1", "sig2", PAST)
+    await intake.prepare_spares("c1", "sig2", ["paper"], PAST)
     await directory.put_subscription(subscription("s-new"))
     assert not await redis.exists(spare)
     assert await fanout(redis, "sig3") == (31, everyone | {"s-new"})
 
-    await intake.prepare_spares("c1", "sig3", PAST)
+    await intake.prepare_spares("c1", "sig3", ["paper"], PAST)
     await directory.remove_subscription(subscription("s-new"))
     assert not await redis.exists(spare)
     assert await fanout(redis, "sig4") == (30, everyone)
@@ -68,7 +68,7 @@ async def test_the_spare_waits_until_the_work_is_claimed(redis: Redis, unit_redi
     intake = Intake(redis, dispatcher, {"EURUSD"})
     await fanout(redis, "sig1")
     deadline_ms = keys.now_ms() + 30_000
-    making = asyncio.create_task(intake.prepare_spares("c1", "sig1", deadline_ms))
+    making = asyncio.create_task(intake.prepare_spares("c1", "sig1", ["paper"], deadline_ms))
     await asyncio.sleep(0.3)
     assert not making.done() and not await redis.exists(keys.directory_spare("c1", "paper"))
     await redis.spop(keys.work("sig1", "paper"), 10)  # the workers claimed everyone
