@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 from redis.asyncio import Redis
 
@@ -39,6 +40,12 @@ async def expand(redis: Redis, signal_id: str, channel_id: str, client_id: str =
               keys.SIGNAL_TTL_S, keys.PREFIX, "now", ""],
     )  # fmt: skip
     return [status, body]
+
+
+async def execution_records(redis: Redis) -> list[dict[str, Any]]:
+    """Every execution record on the results stream, in order (an entry may hold a batch)."""
+    entries = await redis.xrange(keys.RESULTS)
+    return [r for _, f in entries if f["kind"] == "execution" for r in records_of(f)]
 
 
 async def beat(redis: Redis, worker: str) -> None:
@@ -101,8 +108,7 @@ async def test_claims_partition_the_work_and_finish_writes_each_record_once(redi
     written = await a.finish("sig1", terminals) + await b.finish("sig1", terminals)
     assert written == 30
     assert await a.finish("sig1", terminals) == 0
-    executions = [r for e in await redis.xrange(keys.RESULTS) if e[1]["kind"] == "execution"
-                  for r in records_of(e[1])]  # fmt: skip
+    executions = await execution_records(redis)
     assert len(executions) == 30 and len({r["trade_id"] for r in executions}) == 30
     assert await redis.scard(keys.claims("wa")) == 0 and await redis.scard(keys.claims("wb")) == 0
 
@@ -205,8 +211,7 @@ async def test_cancel_ends_waiting_work_and_stops_claimed_work_at_the_gate(redis
     )
     assert verdicts == ["cancelled"] * 3
 
-    records = [r for e in await redis.xrange(keys.RESULTS) if e[1]["kind"] == "execution"
-               for r in records_of(e[1])]  # fmt: skip
+    records = await execution_records(redis)
     assert len(records) == 7 and {(r["status"], r["reason"]) for r in records} == {
         ("skipped", "cancelled")
     }

@@ -15,14 +15,13 @@ from broker_workers.drain import order_for
 from broker_workers.reaper import Reaper
 from signal_hub import keys
 from signal_hub.crypto import CredentialsBox
-from signal_hub.relay import records_of
 from signal_hub.settings import load_settings
-from tests.test_claims import beat, expand, seed_channel
+from tests.test_claims import beat, execution_records, expand, seed_channel
 
 
-def executions(entries: list[tuple[str, dict[str, str]]]) -> dict[str, dict[str, object]]:
+async def executions(redis: Redis) -> dict[str, dict[str, object]]:
     """Execution records by trade id (signal, subscriber), failing on a second one of any."""
-    records = [r for _, f in entries if f["kind"] == "execution" for r in records_of(f)]
+    records = await execution_records(redis)
     assert len({r["trade_id"] for r in records}) == len(records), "a duplicate record"
     return {str(r["trade_id"]): r for r in records}
 
@@ -61,7 +60,7 @@ async def test_release_hands_back_unsent_and_orphans_sent_claims(redis: Redis) -
     assert sorted(await claim_all(redis, other, "sig1")) == sorted(ids[2:])
     verdicts, _ = await book.mark_sending("sig1", [(ids[2], 0, "5")], keys.utc_day(), 0)
     assert verdicts == ["lost"]
-    assert executions(await redis.xrange(keys.RESULTS)) == {}
+    assert await executions(redis) == {}
 
 
 async def test_release_ends_cancelled_and_late_claims_skipped(redis: Redis) -> None:
@@ -80,14 +79,14 @@ async def test_release_ends_cancelled_and_late_claims_skipped(redis: Redis) -> N
         await release(redis, "w1", only_if_dead=True, send_margin_ms=150, reconcile_after_ms=0)
         == []
     )
-    records = executions(await redis.xrange(keys.RESULTS))
+    records = await executions(redis)
     assert {i: (r["status"], r["reason"]) for i, r in records.items()} == {
         **{f"sig1-{i}": ("skipped", "expired") for i in late},
         **{f"sig2-{i}": ("skipped", "cancelled") for i in cancelled},
     }
     # Released twice (two reapers): nothing new.
     await release(redis, "w1", only_if_dead=True, send_margin_ms=150, reconcile_after_ms=0)
-    assert len(executions(await redis.xrange(keys.RESULTS))) == 5
+    assert len(await executions(redis)) == 5
 
 
 def reaper_for(unit_redis_url: str) -> Reaper:
@@ -108,7 +107,7 @@ async def test_reaper_expires_unclaimed_work_past_its_deadline(
         await reaper.run_once()
     finally:
         await reaper.close()
-    records = executions(await redis.xrange(keys.RESULTS))
+    records = await executions(redis)
     assert {(r["status"], r["reason"]) for r in records.values()} == {("skipped", "expired")}
     assert len(records) == 4
     assert await redis.zcard(keys.ACTIVE) == 0 and not await redis.exists(
@@ -156,7 +155,7 @@ async def test_reaper_reconciles_orphans_with_the_broker(redis: Redis, unit_redi
     finally:
         await reaper.close()
 
-    records = executions(await redis.xrange(keys.RESULTS))
+    records = await executions(redis)
     bought, never = records[f"sig1-{ids[0]}"], records[f"sig1-{ids[1]}"]
     assert bought["status"] == "placed" and bought["contract_id"] == fill.contract_id
     assert (never["status"], never["reason"]) == ("skipped", "expired")
