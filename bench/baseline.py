@@ -26,11 +26,12 @@ import redis
 from rq import Queue
 from websockets.sync.client import connect
 
-from broker_workers.adapters.deriv import ASSETS, _with_app_id
-from broker_workers.adapters.paper import BALANCES, BUY, CONTRACTS, ORDERS, SEQUENCE, _cents
-from signal_hub import keys
-from signal_hub.crypto import CredentialsBox
-from signal_hub.settings import get_settings
+from broker_workers.adapters.deriv.client import with_app_id
+from broker_workers.adapters.paper.ledger import BALANCES, BUY, CONTRACTS, ORDERS, SEQUENCE, cents
+from broker_workers.settings import get_settings
+from core import keys
+from core.brokers import CATALOGUE
+from core.crypto import CredentialsBox
 
 JOB_TIMEOUT_S = 60
 
@@ -44,21 +45,21 @@ def buy(order: dict[str, Any], subscription_id: str) -> str:
     settings = get_settings()
     r = redis.Redis.from_url(settings.redis_url, decode_responses=True)
     try:
-        sub = json.loads(r.get(keys.subscription(subscription_id)) or "null")
-        account = json.loads(r.get(keys.account(sub["account_id"])) or "null")
-        credentials = CredentialsBox(settings).open(account["credentials"])
+        sub = json.loads(r.hget(keys.subscriptions(order["channel_id"]), subscription_id) or "null")
+        account = json.loads(r.hget(keys.accounts(sub["broker"]), sub["account_id"]) or "null")
+        credentials = CredentialsBox(settings.broker_credentials_key).open(account["credentials"])
         stake = Decimal(str(sub["stake"]["amount"]))
         client_order_id = f"{order['tag']}-{subscription_id}"
         if sub["broker"] == "paper":
-            time.sleep(settings.paper_latency_ms / 1000)
-            start = credentials.get("starting_balance", settings.paper_start_balance)
+            time.sleep(settings.paper.latency_ms / 1000)
+            start = credentials.get("starting_balance", settings.paper.start_balance)
             reply = r.eval(
-                BUY, 4, BALANCES, ORDERS, CONTRACTS, SEQUENCE,
-                client_order_id, account["id"], _cents(start), _cents(stake),
+                BUY.source, 4, BALANCES, ORDERS, CONTRACTS, SEQUENCE,
+                client_order_id, account["id"], cents(start), cents(stake),
                 order["deadline_ms"], order["asset"], order["direction"], order["expiry_seconds"],
             )  # fmt: skip
             return str(reply[0])[:200]
-        return _buy_deriv(settings.deriv_ws_url, settings.deriv_app_id, credentials, stake, order,
+        return _buy_deriv(settings.deriv.ws_url, settings.deriv.app_id, credentials, stake, order,
                           client_order_id)  # fmt: skip
     finally:
         r.close()
@@ -72,7 +73,7 @@ def _buy_deriv(
     order: dict[str, Any],
     client_order_id: str,
 ) -> str:
-    with connect(_with_app_id(url, app_id), open_timeout=10, close_timeout=1) as ws:
+    with connect(with_app_id(url, app_id), open_timeout=10, close_timeout=1) as ws:
         ws.send(json.dumps({"authorize": credentials["token"], "req_id": 1}))
         reply = json.loads(ws.recv(timeout=10))
         if "error" in reply:
@@ -82,7 +83,7 @@ def _buy_deriv(
             "price": float(stake),
             "parameters": {
                 "contract_type": order["direction"],
-                "symbol": ASSETS[order["asset"]],
+                "symbol": CATALOGUE["deriv"].capabilities["assets"][order["asset"]],
                 "duration": order["expiry_seconds"],
                 "duration_unit": "s",
                 "basis": "stake",

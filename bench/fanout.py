@@ -43,7 +43,8 @@ from bench import baseline
 from bench.host import CpuMeter, Profiles, command_of, peak_rss_mb
 from bench.ledger import Ledger, Mark, connect
 from bench.seed import Channel, Seeded, seed_simulator, seed_store
-from signal_hub import keys
+from core import keys
+from core.clock import now_ms
 from signal_hub.settings import load_settings
 from tests.procs import REDIS_HOST, Proc, System, children, redis_url, running_system, wait_until
 
@@ -272,7 +273,7 @@ async def run_baseline(system: System, opts: Options, channel: Channel) -> dict[
         tag = f"baseline{uuid.uuid4().hex[:12]}"
         order = {"tag": tag, "asset": opts.asset, "direction": "CALL",
                  "expiry_seconds": opts.expiry_seconds,
-                 "deadline_ms": keys.now_ms() + 3600_000}  # fmt: skip
+                 "deadline_ms": now_ms() + 3600_000, "channel_id": channel.id}  # fmt: skip
         started_ms = time.time() * 1000
         baseline.enqueue(url, order, channel.subscriptions)
         expected = {b: len(ids) for b, ids in channel.subscriptions.items()}

@@ -22,7 +22,7 @@ from redis.asyncio import Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 
-from broker_workers.adapters.paper import CONTRACTS, SEQUENCE
+from broker_workers.adapters.paper.ledger import CONTRACTS, SEQUENCE
 
 _FAR = 10**12  # a ``since`` beyond any purchase: the answer is just the count
 _CHUNK = 10_000

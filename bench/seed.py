@@ -4,7 +4,7 @@ Signing up N subscribers through the REST API costs N argon2 hashes and 3N reque
 same documents are written with the project's own :class:`~signal_hub.store.Store` (the embedded
 store's journal, or MongoDB when ``MONGODB_URL`` is set) in ``insert_many`` batches: one
 provider, its channel, N subscribers with one shared password hash, their broker accounts
-(credentials sealed with :class:`~signal_hub.crypto.CredentialsBox`, the hub's own key) and
+(credentials sealed with :class:`~core.crypto.CredentialsBox`, the hub's own key) and
 subscriptions, split round-robin across the brokers. The hub's start-up then rebuilds the Redis
 directory from the store, as it would after any restart. Deriv accounts are also opened on the
 simulator, in bulk.
@@ -22,9 +22,9 @@ from typing import Any
 import httpx
 from argon2 import PasswordHasher
 
+from core.connections import redis_client
+from core.crypto import CredentialsBox
 from signal_hub.auth import Tokens
-from signal_hub.connections import redis_client
-from signal_hub.crypto import CredentialsBox
 from signal_hub.settings import Settings
 from signal_hub.store import Store, new_id, utcnow
 
@@ -99,7 +99,7 @@ async def seed_store(
 ) -> Seeded:
     """Write the provider, channel(s), users, accounts and subscriptions; nothing else runs yet."""
     store = Store.open(settings)
-    box = CredentialsBox(settings)
+    box = CredentialsBox(settings.broker_credentials_key)
     password_hash = PasswordHasher().hash(BENCH_PASSWORD)  # one hash shared by every user
     now = utcnow()
     provider_id = new_id()

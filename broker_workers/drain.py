@@ -1,13 +1,16 @@
-"""The drain job: pop subscribers of one signal in batches, process, send, record.
+"""The drain job: pop subscribers of one signal in batches, process, gate, send, finish.
 
 One RQ job per (signal, broker, worker) - not per subscriber. Inside it, several lanes each loop
-claim -> process -> mark sending -> buy -> finish until the work set is empty, so broker round
-trips overlap and a batch costs a handful of Redis calls whatever its size.
+claim -> :func:`process` -> :func:`gate` -> :func:`send` -> finish until the work set is empty, so
+broker round trips overlap and a batch costs a handful of Redis calls whatever its size. Each
+phase ends some subscribers (a :class:`~broker_workers.process.Refusal`, or the broker's answer)
+and hands the rest on.
 
 When the lanes are done the job releases whatever it still holds (a claim whose answer a Redis
-hiccup lost, a batch a lane failed on): unsent claims go back to the work set and are drained
-again, sent ones go to the reaper. On SIGTERM the lanes finish the batch in hand and take no
-new one; the work left is handed to the next worker with a new drain job.
+hiccup lost, a purchase whose answer the broker lost and cannot find yet, a batch a lane failed
+on): unsent claims go back to the work set and are drained again, sent ones go to the reaper. On
+SIGTERM the lanes finish the batch in hand and take no new one; the work left is handed to the
+next worker with a new drain job.
 """
 
 from __future__ import annotations
@@ -15,9 +18,9 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from decimal import Decimal
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from loguru import logger
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -27,24 +30,34 @@ from broker_workers.adapters.base import (
     Account,
     AmbiguousPurchase,
     BrokerError,
+    FatalBrokerError,
     Fill,
     Order,
+    RejectedError,
 )
-from broker_workers.claims import Claim, SignalInfo, Terminal, recorded_contracts, release
-from broker_workers.process import Refusal, max_trades_per_day, needs_balance, precheck, stake_for
+from broker_workers.claims import recorded_contracts
+from broker_workers.process import (
+    GATE_REFUSALS,
+    Refusal,
+    gate_item,
+    needs_balance,
+    order_for,
+    precheck,
+    stake_for,
+)
 from broker_workers.runtime import WorkerRuntime, current, set_current
-from signal_hub import keys
-from signal_hub.dispatch import Dispatcher
-from signal_hub.settings import get_settings
+from broker_workers.settings import get_settings
+from core import keys, scripts
+from core.clock import now_ms, utc_day
+from core.dispatch import Dispatcher
+from core.records import SignalInfo
+from core.scripts import Claimed, Terminal
 
 T = TypeVar("T")
 
-# Verdicts of MARK_SENDING that end a subscriber without a purchase.
-_GATE_REFUSALS = {
-    "cancelled": Refusal("skipped", "cancelled"),
-    "expired": Refusal("skipped", "expired"),
-    "max_trades_per_day": Refusal("rejected", "max_trades_per_day"),
-}
+# Pauses between asking the broker again about a purchase whose answer was lost (a broker that
+# lost the answer is often back within a second or two; after these, the reaper takes over).
+RECONCILE_WAITS_S = (0.1, 0.2, 0.4, 0.8, 1.0)
 
 
 def drain_job(signal_id: str, broker: str) -> int:
@@ -74,11 +87,14 @@ async def _work_left(rt: WorkerRuntime, signal_id: str) -> int:
 async def drain(rt: WorkerRuntime, signal_id: str) -> int:
     """Run the lanes until the work set is empty, then release what is left; repeat while
     releasing handed subscribers back (a claim whose answer was lost)."""
+    channel_id = await rt.redis.hget(keys.signal(signal_id), "channel_id")
+    if channel_id is None:  # gone (its keys expired): nothing to drain
+        return 0
     written = 0
     while True:
         lanes = max(1, rt.settings.drain_concurrency)
         results = await asyncio.gather(
-            *(_lane(rt, signal_id) for _ in range(lanes)), return_exceptions=True
+            *(_lane(rt, signal_id, str(channel_id)) for _ in range(lanes)), return_exceptions=True
         )
         for result in results:
             if isinstance(result, BaseException):
@@ -86,9 +102,9 @@ async def drain(rt: WorkerRuntime, signal_id: str) -> int:
             else:
                 written += result
         redrive = await _with_retries(
-            lambda: release(
+            lambda: scripts.release(
                 rt.redis,
-                rt.worker_id,
+                worker_id=rt.worker_id,
                 only_if_dead=False,
                 send_margin_ms=rt.settings.send_margin_ms,
                 reconcile_after_ms=rt.settings.reconcile_after_ms,
@@ -100,12 +116,10 @@ async def drain(rt: WorkerRuntime, signal_id: str) -> int:
         logger.warning("re-draining {} claims left of {}", len(redrive), signal_id)
 
 
-async def _lane(rt: WorkerRuntime, signal_id: str) -> int:
+async def _lane(rt: WorkerRuntime, signal_id: str, channel_id: str) -> int:
     written = 0
     while not rt.stopping:
-        signal, claims = await rt.claims.claim(
-            signal_id, rt.settings.drain_batch_size, keys.utc_day()
-        )
+        signal, claims = await rt.claims.claim(signal_id, channel_id, rt.settings.drain_batch_size)
         if signal is None or not claims:
             return written
         await rt.faults.reached("after_claim")
@@ -130,178 +144,132 @@ async def _with_retries(
     return await call()
 
 
-@dataclass
-class _Batch:
-    """What one batch ends with; filled phase by phase."""
+@dataclass(frozen=True, slots=True)
+class Staked:
+    """A subscriber the process phase cleared, with its account and stake."""
 
-    signal: SignalInfo
-    terminals: list[Terminal] = field(default_factory=list)
-
-    def end(self, claim: Claim, status: str, reason: str | None, now_ms: int) -> None:
-        self.terminals.append(
-            Terminal(
-                claim.subscription_id, execution_record(self.signal, claim, status, reason, now_ms)
-            )
-        )
+    claim: Claimed
+    account: Account
+    stake: Decimal
 
 
-def execution_record(
-    signal: SignalInfo,
-    claim: Claim,
-    status: str,
-    reason: str | None,
-    at_ms: int,
-    fill: Fill | None = None,
-    broker: str | None = None,
-) -> dict[str, Any]:
-    sub = claim.subscription or {}
-    record: dict[str, Any] = {
-        "signal_id": signal.signal_id,
-        "trade_id": keys.trade_id(signal.signal_id, claim.subscription_id),
-        "channel_id": signal.channel_id,
-        "subscription_id": claim.subscription_id,
-        "subscriber_id": sub.get("user_id"),
-        "account_id": sub.get("account_id"),
-        "broker": broker or sub.get("broker"),
-        "asset": signal.asset,
-        "direction": signal.direction,
-        "expiry_seconds": signal.expiry_seconds,
-        "status": status,
-        "reason": reason,
-        "signal_created_ms": signal.created_ms,
-        "executed_ms": at_ms,
-        "latency_ms": max(0, at_ms - signal.created_ms),
-    }
-    if fill is not None and fill.status == "placed":
-        record.update(
-            contract_id=fill.contract_id,
-            stake=float(fill.stake) if fill.stake is not None else None,
-            payout=float(fill.payout) if fill.payout is not None else None,
-        )
-    return record
+async def handle_batch(rt: WorkerRuntime, signal: SignalInfo, claims: list[Claimed]) -> int:
+    """One claimed batch through the phases; each subscriber ends in exactly one terminal
+    record, except one whose purchase's fate is unknown (the reaper's, after the deadline)."""
+    ended: list[Terminal] = []
+    staked = await process(rt, signal, claims, ended)
+    orders = await gate(rt, signal, staked, ended)
+    ended += await send(rt, signal, orders)
+    return await _with_retries(lambda: rt.claims.finish(signal.signal_id, ended))
 
 
-async def handle_batch(rt: WorkerRuntime, signal: SignalInfo, claims: list[Claim]) -> int:
-    batch = _Batch(signal)
-    now_ms = keys.now_ms()
-    day = keys.utc_day()
-
-    # Process phase: who may be sent, and for how much.
-    candidates: list[tuple[Claim, Account]] = []
+async def process(
+    rt: WorkerRuntime, signal: SignalInfo, claims: list[Claimed], ended: list[Terminal]
+) -> list[Staked]:
+    """Who may be sent, and for how much; the others end in ``ended``."""
+    at_ms = now_ms()
+    candidates: list[tuple[Claimed, Account]] = []
     for claim in claims:
-        refusal = precheck(claim)
-        account = rt.account(claim.account) if claim.account else None
+        refusal = precheck(claim, signal, rt.capabilities)
+        account = rt.accounts.open(claim.account) if refusal is None else None
         if refusal is None and account is None:
             refusal = Refusal("failed", "account_unusable")
         if refusal is not None:
-            batch.end(claim, refusal.status, refusal.reason, now_ms)
+            ended.append(rt.claims.refused(signal, claim, refusal, at_ms))
         else:
             assert account is not None
             candidates.append((claim, account))
-
-    wanting_balance = [a for c, a in candidates if needs_balance(c.subscription or {})]
-    balances = await rt.balances(wanting_balance) if wanting_balance else {}
-    staked: list[tuple[Claim, Account, Decimal]] = []
+    wanting = [a for c, a in candidates if needs_balance(c.subscription or {})]
+    balances = await rt.balances(wanting) if wanting else {}
+    staked: list[Staked] = []
     for claim, account in candidates:
-        sub = claim.subscription or {}
-        stake = stake_for(sub, balances.get(account.account_id), rt.adapter.capabilities)
-        if isinstance(stake, Refusal):
-            batch.end(claim, stake.status, stake.reason, now_ms)
-        else:
-            staked.append((claim, account, stake))
-
-    # The gate: cancelled, expired, lease lost, trades per day.
-    orders: list[tuple[Claim, Order]] = []
-    if staked:
-        verdicts, gate_ms = await rt.claims.mark_sending(
-            signal.signal_id,
-            [
-                (c.subscription_id, max_trades_per_day(c.subscription or {}), str(stake))
-                for c, _, stake in staked
-            ],
-            day,
-            rt.settings.send_margin_ms,
+        stake = stake_for(
+            claim.subscription or {}, balances.get(account.account_id), rt.capabilities
         )
-        for (claim, account, stake), verdict in zip(staked, verdicts, strict=True):
-            if verdict == "go":
-                orders.append((claim, order_for(signal, claim, account, stake)))
-            elif verdict in _GATE_REFUSALS:
-                refusal = _GATE_REFUSALS[verdict]
-                batch.end(claim, refusal.status, refusal.reason, gate_ms)
-            # "lost": the claim is no longer ours; whoever holds it records it.
-        await rt.faults.reached("after_gate")
-
-    # Send phase.
-    if orders:
-        fills = await _send(rt, [o for _, o in orders])
-        for (claim, order), fill in zip(orders, fills, strict=True):
-            batch.terminals.append(terminal_for_fill(rt.broker, signal, claim, order, fill, day))
-        await rt.faults.reached("after_send")
-
-    return await _with_retries(lambda: rt.claims.finish(signal.signal_id, batch.terminals))
+        if isinstance(stake, Refusal):
+            ended.append(rt.claims.refused(signal, claim, stake, at_ms))
+        else:
+            staked.append(Staked(claim, account, stake))
+    return staked
 
 
-def order_for(signal: SignalInfo, claim: Claim, account: Account, stake: Decimal) -> Order:
-    return Order(
-        client_order_id=keys.trade_id(signal.signal_id, claim.subscription_id),
-        signal_id=signal.signal_id,
-        subscription_id=claim.subscription_id,
-        account=account,
-        asset=signal.asset,
-        direction="CALL" if signal.direction == "CALL" else "PUT",
-        expiry_seconds=signal.expiry_seconds,
-        stake=stake,
-        deadline_ms=signal.deadline_ms,
-        signal_created_ms=signal.created_ms,
+async def gate(
+    rt: WorkerRuntime, signal: SignalInfo, staked: list[Staked], ended: list[Terminal]
+) -> list[tuple[Claimed, Order]]:
+    """The last check before the broker (cancelled? expired? lease held? daily limits?), atomic
+    with marking the subscribers sent; those refused end in ``ended``."""
+    if not staked:
+        return []
+    verdicts, gate_ms = await rt.claims.mark_sending(
+        signal.signal_id,
+        [gate_item(s.claim, s.stake) for s in staked],
+        utc_day(),
+        rt.settings.send_margin_ms,
     )
+    orders: list[tuple[Claimed, Order]] = []
+    for s, verdict in zip(staked, verdicts, strict=True):
+        if verdict == "go":
+            orders.append((s.claim, order_for(signal, s.claim, s.account, s.stake)))
+        elif verdict in GATE_REFUSALS:
+            ended.append(rt.claims.refused(signal, s.claim, GATE_REFUSALS[verdict], gate_ms))
+        # "lost": the claim is no longer ours; whoever holds it records it.
+    await rt.faults.reached("after_gate")
+    return orders
 
 
-async def _send(rt: WorkerRuntime, orders: list[Order]) -> list[Fill]:
-    """Buy, in requests no larger than the broker takes; an unclear answer is reconciled."""
-    size = max(1, rt.settings.drain_batch_size)
+async def send(
+    rt: WorkerRuntime, signal: SignalInfo, orders: list[tuple[Claimed, Order]]
+) -> list[Terminal]:
+    """Buy, in requests no larger than the broker takes; the broker's answers as records."""
+    if not orders:
+        return []
+    size = max(1, rt.capabilities["max_orders_per_request"])
     chunks = [orders[i : i + size] for i in range(0, len(orders), size)]
-    results = await asyncio.gather(*(_send_chunk(rt, chunk) for chunk in chunks))
-    return [fill for chunk in results for fill in chunk]
+    answers = await asyncio.gather(*(_buy(rt, [o for _, o in chunk]) for chunk in chunks))
+    day = utc_day()
+    ended = [
+        rt.claims.for_fill(signal, claim, order, fill, day)
+        for chunk, fills in zip(chunks, answers, strict=True)
+        for (claim, order), fill in zip(chunk, fills, strict=True)
+        if fill is not None
+    ]
+    await rt.faults.reached("after_send")
+    return ended
 
 
-async def _send_chunk(rt: WorkerRuntime, orders: list[Order]) -> list[Fill]:
+async def _buy(rt: WorkerRuntime, orders: list[Order]) -> list[Fill | None]:
+    """The broker's answer per order; ``None`` where it is unknown (sent, no answer, and the
+    broker cannot be asked now): that subscriber stays ``sending`` for the reaper."""
     try:
-        return await rt.adapter.buy(orders)
+        return list(await rt.adapter.buy(orders))
     except AmbiguousPurchase:
         logger.warning("ambiguous purchase of {} orders: reconciling", len(orders))
         return [await _reconcile(rt, order) for order in orders]
-    except BrokerError as exc:
+    except FatalBrokerError as exc:
+        logger.error("broker {} cannot work until fixed: {}", rt.broker, exc)
+        return [Fill(o.client_order_id, "failed", exc.reason) for o in orders]
+    except RejectedError as exc:
+        return [Fill(o.client_order_id, "rejected", exc.reason) for o in orders]
+    except BrokerError as exc:  # temporary: nothing was bought
         return [Fill(o.client_order_id, "failed", exc.reason) for o in orders]
 
 
-async def _reconcile(rt: WorkerRuntime, order: Order) -> Fill:
+async def _reconcile(rt: WorkerRuntime, order: Order) -> Fill | None:
+    """Found: its purchase; never bought: failed; the broker cannot say, even after a few
+    tries (:data:`RECONCILE_WAITS_S`): ``None``, and the reaper asks after the deadline."""
     recorded = await recorded_contracts(rt.redis, order.account.account_id)
-    found = await rt.adapter.find_purchase(replace(order, recorded_contract_ids=recorded))
-    return found or Fill(order.client_order_id, "failed", "broker_unreachable")
-
-
-def terminal_for_fill(
-    broker: str, signal: SignalInfo, claim: Claim, order: Order, fill: Fill, day: str
-) -> Terminal:
-    """The record of a purchase's answer; a placed one also waits for settlement."""
-    at_ms = fill.broker_time_ms or keys.now_ms()
-    record = execution_record(signal, claim, fill.status, fill.reason, at_ms, fill, broker)
-    if fill.status != "placed":
-        counted = max_trades_per_day(claim.subscription or {}) > 0
-        return Terminal(
-            claim.subscription_id,
-            record,
-            undo_daily_key=keys.daily(claim.subscription_id, day) if counted else None,
-        )
-    due_ms = at_ms + signal.expiry_seconds * 1000
-    settle_member = {
-        "trade_id": record["trade_id"],
-        "signal_id": signal.signal_id,
-        "channel_id": signal.channel_id,
-        "subscription_id": claim.subscription_id,
-        "subscriber_id": record["subscriber_id"],
-        "account_id": order.account.account_id,
-        "contract_id": fill.contract_id,
-        "stake": record["stake"],
-    }
-    return Terminal(claim.subscription_id, record, due_ms, settle_member)
+    for wait_s in (*RECONCILE_WAITS_S, None):
+        try:
+            found = await rt.adapter.find_purchase(replace(order, recorded_contract_ids=recorded))
+        except BrokerError as exc:
+            if wait_s is None:
+                logger.warning(
+                    "order {}: the broker cannot say ({}); the reaper will ask",
+                    order.client_order_id,
+                    exc,
+                )
+                return None
+            await asyncio.sleep(wait_s)
+        else:
+            return found or Fill(order.client_order_id, "failed", "broker_unreachable")
+    return None

@@ -1,8 +1,9 @@
 """The process phase: what to buy for one subscriber, or why not to.
 
-Pure functions over the directory entries a claim brought back, so the rules of stake sizing and
-risk limits can be read (and tested) on their own. The send phase never sees a subscriber that
-this phase turned away.
+Pure functions over the directory entries a claim brought back and the broker's capabilities, so
+the rules of stake sizing can be read (and tested) on their own. The send phase never sees a
+subscriber that this phase turned away. The risk limits counted per day (loss, trades) are checked
+at the send gate, atomically with counting the trade (``core/lua/mark_sending.lua``).
 """
 
 from __future__ import annotations
@@ -11,22 +12,35 @@ from dataclasses import dataclass
 from decimal import ROUND_DOWN, Decimal
 from typing import Any
 
-from broker_workers.adapters.base import Capabilities
-from broker_workers.claims import Claim
+from broker_workers.adapters.base import Account, Order
+from core.brokers import Capabilities
+from core.keys import trade_id
+from core.records import SignalInfo
+from core.scripts import Claimed, GateItem
 
 CENT = Decimal("0.01")
 
 
 @dataclass(frozen=True, slots=True)
 class Refusal:
-    """The subscriber will not be sent to the broker: a terminal ``skipped`` or ``rejected``."""
+    """Why a subscriber ends without a purchase: its terminal status and reason."""
 
     status: str
     reason: str
 
 
-def precheck(claim: Claim) -> Refusal | None:
-    """Refusals that need no balance: gone, paused, or a risk limit already reached."""
+# The send gate's verdicts (core.scripts.mark_sending) that end a subscriber without a purchase;
+# "lost" is not one: the claim is someone else's now, and they record it.
+GATE_REFUSALS = {
+    "cancelled": Refusal("skipped", "cancelled"),
+    "expired": Refusal("skipped", "expired"),
+    "daily_loss_limit": Refusal("rejected", "daily_loss_limit"),
+    "max_trades_per_day": Refusal("rejected", "max_trades_per_day"),
+}
+
+
+def precheck(claim: Claimed, signal: SignalInfo, capabilities: Capabilities) -> Refusal | None:
+    """Refusals that need no balance: gone, paused, or a trade the broker does not offer."""
     sub = claim.subscription
     if sub is None:
         return Refusal("skipped", "unsubscribed")
@@ -34,13 +48,10 @@ def precheck(claim: Claim) -> Refusal | None:
         return Refusal("failed", "account_missing")
     if sub.get("paused"):
         return Refusal("skipped", "paused")
-    limits: dict[str, Any] = sub.get("limits") or {}
-    loss_limit = limits.get("daily_loss_limit")
-    if loss_limit is not None and claim.loss_today >= float(loss_limit):
-        return Refusal("rejected", "daily_loss_limit")
-    max_trades = limits.get("max_trades_per_day")
-    if max_trades is not None and claim.trades_today >= int(max_trades):
-        return Refusal("rejected", "max_trades_per_day")
+    if signal.asset not in capabilities["assets"]:
+        return Refusal("rejected", "asset_not_offered")
+    if not capabilities["min_expiry_s"] <= signal.expiry_seconds <= capabilities["max_expiry_s"]:
+        return Refusal("rejected", "expiry_not_offered")
     return None
 
 
@@ -74,6 +85,32 @@ def stake_for(
     return stake
 
 
-def max_trades_per_day(sub: dict[str, Any]) -> int:
-    value = (sub.get("limits") or {}).get("max_trades_per_day")
+def max_trades_per_day(sub: dict[str, Any] | None) -> int:
+    value = ((sub or {}).get("limits") or {}).get("max_trades_per_day")
     return int(value) if value is not None else 0
+
+
+def gate_item(claim: Claimed, stake: Decimal) -> GateItem:
+    """What the send gate checks for this subscriber: its daily limits, and the stake it keeps."""
+    limits = (claim.subscription or {}).get("limits") or {}
+    return GateItem(
+        claim.subscription_id,
+        str(stake),
+        max_trades_per_day=max_trades_per_day(claim.subscription),
+        daily_loss_limit=float(limits.get("daily_loss_limit") or 0),
+    )
+
+
+def order_for(signal: SignalInfo, claim: Claimed, account: Account, stake: Decimal) -> Order:
+    return Order(
+        client_order_id=trade_id(signal.signal_id, claim.subscription_id),
+        signal_id=signal.signal_id,
+        subscription_id=claim.subscription_id,
+        account=account,
+        asset=signal.asset,
+        direction="CALL" if signal.direction == "CALL" else "PUT",
+        expiry_seconds=signal.expiry_seconds,
+        stake=stake,
+        deadline_ms=signal.deadline_ms,
+        signal_created_ms=signal.created_ms,
+    )

@@ -3,7 +3,7 @@
 ``python -m broker_workers.reaper`` (the Procfile's ``reaper``). RQ's own abandoned-job handling
 waits for the job timeout; a purchase cannot wait that long, so every ``REAPER_INTERVAL_MS``:
 
-1. **Adopt.** For each worker whose heartbeat lapsed, release its claims (:data:`RELEASE`): unsent
+1. **Adopt.** For each worker whose heartbeat lapsed, release its claims (``release.lua``): unsent
    subscribers go back to the work set (or end ``skipped`` when cancelled or too late), sent ones,
    bought or not, become orphans.
 2. **Reconcile.** An orphan is taken once its signal's deadline is ``RECONCILE_AFTER_MS`` behind
@@ -20,70 +20,49 @@ Every step is one atomic script or safe to repeat, so several reapers may run.
 from __future__ import annotations
 
 import asyncio
-import json
 from dataclasses import replace
 from decimal import Decimal
 from typing import Any
 
+import orjson
 from loguru import logger
 
+from broker_workers.accounts import AccountBook
 from broker_workers.adapters import resolve_adapter
-from broker_workers.adapters.base import Account, BrokerAdapter, BrokerError, Fill
-from broker_workers.claims import (
-    Claim,
-    ClaimBook,
-    Terminal,
-    recorded_contracts,
-    release,
-    signal_info,
-)
-from broker_workers.drain import execution_record, order_for, terminal_for_fill
-from broker_workers.process import max_trades_per_day
-from broker_workers.settlement import TAKE_DUE
-from signal_hub import keys
-from signal_hub.connections import redis_client
-from signal_hub.crypto import CredentialsBox, CredentialsError
-from signal_hub.dispatch import Dispatcher
-from signal_hub.logs import configure_logging
-from signal_hub.lua import END_UNSENT, NOW_MS
-from signal_hub.settings import Settings, get_settings
+from broker_workers.adapters.base import BrokerAdapter, BrokerError
+from broker_workers.claims import ClaimBook, recorded_contracts
+from broker_workers.process import order_for
+from broker_workers.settings import WorkerSettings, get_settings
+from core import keys, scripts
+from core.brokers import broker as catalogue_entry
+from core.clock import now_ms, utc_day
+from core.connections import redis_client
+from core.dispatch import Dispatcher
+from core.logs import configure_logging
+from core.records import SignalInfo
+from core.scripts import Claimed, Terminal
 
-EXPIRE_WORK = (
-    NOW_MS
-    + END_UNSENT
-    + """
-local prefix, now = ARGV[1], now_ms()
-local ended = 0
-for _, member in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, 50)) do
-  local signal_id, broker = string.match(member, '^([^|]+)|(.+)$')
-  local work = prefix .. 'work:' .. signal_id .. ':' .. broker
-  local sig = hash_of(redis.call('HGETALL', prefix .. 'sig:' .. signal_id))
-  if sig.channel_id then
-    for _, id in ipairs(redis.call('SMEMBERS', work)) do
-      ended = ended + end_unsent(prefix, signal_id, sig, id, broker, 'expired', now, KEYS[2])
-    end
-  end
-  redis.call('DEL', work)
-  redis.call('ZREM', KEYS[1], member)
-end
-return ended
-"""
-)
-
+EXPIRE_PER_PASS = 50
 ORPHAN_LEASE_MS = 10_000
 ORPHANS_PER_PASS = 200
 
 
 class Reaper:
-    def __init__(self, settings: Settings, name: str = "reaper") -> None:
+    def __init__(self, settings: WorkerSettings, name: str = "reaper") -> None:
         self.settings = settings
         self.name = name
         self.redis = redis_client(settings.redis_url)
         self.dispatcher = Dispatcher(settings.redis_url, settings.drain_batch_size)
-        self._box = CredentialsBox(settings)
         self._adapters: dict[str, BrokerAdapter] = {}
-        self._take = self.redis.register_script(TAKE_DUE)
-        self._expire = self.redis.register_script(EXPIRE_WORK)
+        self._accounts = {
+            b: AccountBook(
+                self.redis,
+                b,
+                settings.broker_credentials_key,
+                catalogue_entry(b).capabilities["currency"],
+            )
+            for b in settings.brokers
+        }
         self._sizes: dict[str, tuple[int, int]] = {}  # active member -> (work size, since ms)
 
     async def run(self) -> None:
@@ -101,9 +80,7 @@ class Reaper:
         for broker in self.settings.brokers:
             await self.adopt(broker)
         await self.reconcile()
-        ended = await self._expire(keys=[keys.ACTIVE, keys.RESULTS], args=[keys.PREFIX])
-        if ended:
-            logger.warning("{} subscribers ended expired: their deadline passed unsent", ended)
+        await self.expire()
         await self.redrive()
 
     async def adopt(self, broker: str) -> None:
@@ -111,9 +88,9 @@ class Reaper:
         for worker_id in workers:
             if await self.redis.exists(keys.worker_heartbeat(worker_id)):
                 continue
-            redrive = await release(
+            redrive = await scripts.release(
                 self.redis,
-                worker_id,
+                worker_id=worker_id,
                 only_if_dead=True,
                 send_margin_ms=self.settings.send_margin_ms,
                 reconcile_after_ms=self.settings.reconcile_after_ms,
@@ -124,8 +101,8 @@ class Reaper:
                 await self.dispatcher.dispatch(signal_id, {work_broker: 1}, "redrive")
 
     async def reconcile(self) -> None:
-        due: list[str] = await self._take(
-            keys=[keys.ORPHANS], args=[ORPHANS_PER_PASS, ORPHAN_LEASE_MS]
+        due = await scripts.take_due(
+            self.redis, schedule=keys.ORPHANS, limit=ORPHANS_PER_PASS, lease_ms=ORPHAN_LEASE_MS
         )
         if due:
             await asyncio.gather(*(self._reconcile_one(member) for member in due))
@@ -147,36 +124,26 @@ class Reaper:
         fields: Any = await self.redis.hgetall(keys.signal(signal_id))
         if state is None or not state.startswith("s|") or not fields:
             return None
-        signal = signal_info(signal_id, fields)
-        sub = _loads(await self.redis.get(keys.subscription(sub_id)))
-        entry = _loads(await self.redis.get(keys.account(sub["account_id"]))) if sub else None
-        claim = Claim(sub_id, sub, entry, 0, 0.0)
-        day = keys.utc_day(signal.created_ms)
-        account = self._account(claim.account)
-        fill: Fill | None = None
-        order = None
-        if account is not None:
-            order = replace(
-                order_for(signal, claim, account, Decimal(state.rsplit("|", 1)[1])),
-                recorded_contract_ids=await recorded_contracts(self.redis, account.account_id),
-            )
-            fill = await (await self._adapter(broker)).find_purchase(order)
-        if order is not None and fill is not None:
-            logger.warning("orphan {}-{}: found at the broker ({})", signal_id, sub_id, fill.status)
-            return terminal_for_fill(broker, signal, claim, order, fill, day)
-        logger.warning("orphan {}-{}: never bought; expired", signal_id, sub_id)
-        counted = max_trades_per_day(claim.subscription or {}) > 0
-        record = execution_record(signal, claim, "skipped", "expired", keys.now_ms(), None, broker)
-        return Terminal(sub_id, record, undo_daily_key=keys.daily(sub_id, day) if counted else None)
-
-    def _account(self, entry: dict[str, Any] | None) -> Account | None:
-        if entry is None:
-            return None
-        try:
-            credentials = self._box.open(entry["credentials"])
-        except CredentialsError:
-            return None
-        return Account(entry["id"], credentials, entry.get("currency", "USD"))
+        signal = SignalInfo.from_hash(signal_id, fields)
+        raw_sub: Any = await self.redis.hget(keys.subscriptions(signal.channel_id), sub_id)
+        sub = orjson.loads(raw_sub) if raw_sub else None
+        book = ClaimBook(self.redis, self.name, broker)
+        claim = Claimed(sub_id, sub, None)
+        day = utc_day(signal.created_ms)
+        account = await self._accounts[broker].get(sub["account_id"]) if sub else None
+        if account is None:
+            logger.warning("orphan {}-{}: its account is gone; expired", signal_id, sub_id)
+            return book.unbought(signal, claim, day)
+        order = replace(
+            order_for(signal, claim, account, Decimal(state.rsplit("|", 1)[1])),
+            recorded_contract_ids=await recorded_contracts(self.redis, account.account_id),
+        )
+        fill = await (await self._adapter(broker)).find_purchase(order)
+        if fill is None:
+            logger.warning("orphan {}-{}: never bought; expired", signal_id, sub_id)
+            return book.unbought(signal, claim, day)
+        logger.warning("orphan {}-{}: found at the broker ({})", signal_id, sub_id, fill.status)
+        return book.for_fill(signal, claim, order, fill, day)
 
     async def _adapter(self, broker: str) -> BrokerAdapter:
         if broker not in self._adapters:
@@ -185,9 +152,21 @@ class Reaper:
             self._adapters[broker] = adapter
         return self._adapters[broker]
 
+    async def expire(self) -> None:
+        """End the work whose deadline passed ``skipped``/``expired``."""
+        due: Any = await self.redis.zrangebyscore(
+            keys.ACTIVE, "-inf", now_ms(), start=0, num=EXPIRE_PER_PASS
+        )
+        ended = 0
+        for member in due:
+            signal_id, broker = str(member).split("|", 1)
+            ended += await scripts.expire_work(self.redis, signal_id=signal_id, broker=broker)
+        if ended:
+            logger.warning("{} subscribers ended expired: their deadline passed unsent", ended)
+
     async def redrive(self) -> None:
         """A new drain job for each work set that has not shrunk for ``REDRIVE_STALL_MS``."""
-        now = keys.now_ms()
+        now = now_ms()
         active: Any = await self.redis.zrangebyscore(keys.ACTIVE, now, "+inf")
         sizes: dict[str, tuple[int, int]] = {}
         for member in active:
@@ -210,10 +189,6 @@ class Reaper:
             await adapter.close()
         self.dispatcher.close()
         await self.redis.aclose()
-
-
-def _loads(raw: Any) -> dict[str, Any] | None:
-    return json.loads(raw) if raw else None
 
 
 async def main() -> None:

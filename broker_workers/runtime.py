@@ -3,13 +3,13 @@
 RQ runs each drain job in the worker's main thread (``SimpleWorker``: no fork per job), and the
 job hands its coroutine to this runtime's event loop, which runs in a thread of its own for the
 life of the process. So broker sessions opened at start-up stay connected and authorized between
-signals, and the heartbeat keeps beating while a job runs.
+signals, and the heartbeat keeps beating while a job runs. Settlement runs on the same loop
+(:class:`~broker_workers.settlement.Settler`): the workers hold the broker sessions.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import threading
 from collections.abc import Coroutine
 from concurrent.futures import Future
@@ -19,33 +19,36 @@ from typing import Any, TypeVar
 from loguru import logger
 from redis.asyncio import Redis
 
+from broker_workers.accounts import AccountBook
 from broker_workers.adapters import resolve_adapter
-from broker_workers.adapters.base import Account, BrokerAdapter
+from broker_workers.adapters.base import Account, BrokerAdapter, BrokerError
 from broker_workers.claims import ClaimBook
 from broker_workers.faults import KillPoints
-from broker_workers.settlement import settlement_loop
-from signal_hub import keys
-from signal_hub.connections import redis_client
-from signal_hub.crypto import CredentialsBox, CredentialsError
-from signal_hub.settings import Settings
+from broker_workers.settings import WorkerSettings
+from broker_workers.settlement import Settler
+from core import keys
+from core.brokers import Capabilities, broker
+from core.connections import redis_client
 
 T = TypeVar("T")
 
 
 class WorkerRuntime:
-    def __init__(self, settings: Settings, broker: str, worker_id: str) -> None:
+    def __init__(self, settings: WorkerSettings, broker_name: str, worker_id: str) -> None:
         self.settings = settings
-        self.broker = broker
+        self.broker = broker_name
         self.worker_id = worker_id
+        self.capabilities: Capabilities = broker(broker_name).capabilities
         self.loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._run_loop, name=f"{broker}-loop", daemon=True)
+        self._thread = threading.Thread(
+            target=self._run_loop, name=f"{broker_name}-loop", daemon=True
+        )
         self._tasks: list[asyncio.Task[None]] = []
-        self._box = CredentialsBox(settings)
-        self._accounts: dict[str, tuple[str, Account]] = {}
         # Set from the signal handler (SIGTERM): lanes finish the batch in hand, claim no more.
         self.stopping = False
         self.redis: Redis
         self.adapter: BrokerAdapter
+        self.accounts: AccountBook
         self.claims: ClaimBook
         self.faults: KillPoints
 
@@ -65,20 +68,26 @@ class WorkerRuntime:
 
     async def _open(self) -> None:
         self.redis = redis_client(self.settings.redis_url)
-        adapter_class = resolve_adapter(self.broker)
+        self.accounts = AccountBook(
+            self.redis,
+            self.broker,
+            self.settings.broker_credentials_key,
+            self.capabilities["currency"],
+        )
         self.claims = ClaimBook(
             self.redis,
             self.worker_id,
             self.broker,
-            remember_contracts=adapter_class.capabilities["finds_purchases_by_details"],
+            remember_contracts=self.capabilities["finds_purchases_by_details"],
         )
         self.faults = KillPoints(self.redis, self.settings.fault_injection)
         await self._beat()
         await self.redis.sadd(keys.workers(self.broker), self.worker_id)
-        self.adapter = adapter_class(self.settings)  # type: ignore[call-arg]
-        await self.adapter.open(await self.known_accounts())
+        self.adapter = resolve_adapter(self.broker)(self.settings)  # type: ignore[call-arg]
+        await self.adapter.open(await self.accounts.known())
+        settler = Settler(self.redis, self.broker, self.adapter, self.accounts)
         self._tasks.append(asyncio.create_task(self._heartbeat()))
-        self._tasks.append(asyncio.create_task(settlement_loop(self)))
+        self._tasks.append(asyncio.create_task(settler.run()))
         logger.info("worker {} ready for broker {}", self.worker_id, self.broker)
 
     async def _beat(self) -> None:
@@ -93,30 +102,15 @@ class WorkerRuntime:
             except Exception as exc:  # a Redis hiccup: keep beating, the lease has slack
                 logger.warning("heartbeat failed: {}", type(exc).__name__)
 
-    async def known_accounts(self) -> list[Account]:
-        """Every account of this broker in the directory, decrypted, to warm sessions up."""
-        ids = [str(i) for i in await self.redis.smembers(keys.broker_accounts(self.broker))]
-        raw = await self.redis.mget([keys.account(i) for i in ids]) if ids else []
-        return [a for a in (self.account(json.loads(r)) for r in raw if r) if a is not None]
-
-    def account(self, entry: dict[str, Any]) -> Account | None:
-        """The decrypted account of a directory entry, cached until its credentials change."""
-        cached = self._accounts.get(entry["id"])
-        if cached and cached[0] == entry["credentials"]:
-            return cached[1]
-        try:
-            credentials = self._box.open(entry["credentials"])
-        except CredentialsError:
-            logger.error("credentials of account {} cannot be decrypted", entry["id"])
-            return None
-        account = Account(entry["id"], credentials, entry.get("currency", "USD"))
-        self._accounts[entry["id"]] = (entry["credentials"], account)
-        return account
-
     async def balances(self, accounts: list[Account]) -> dict[str, Decimal]:
+        """The balances the broker reports (none if it reports none, or cannot answer now:
+        percent stakes then fail ``balance_unavailable``)."""
+        if not self.capabilities["reports_balances"]:
+            return {}
         try:
             return await self.adapter.balances(accounts)
-        except NotImplementedError:
+        except BrokerError as exc:
+            logger.warning("no balances from {}: {}", self.broker, exc)
             return {}
 
     async def _close(self) -> None:

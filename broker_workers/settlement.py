@@ -3,97 +3,150 @@
 Placed contracts wait in ``settle:{broker}`` scored by their expiry. Any worker of that broker may
 take due ones: taking one pushes its score a lease into the future instead of removing it, so a
 worker that dies mid-settlement leaves it to be taken again. The record is written once per trade
-(``settled:{trade}`` guards it), whoever gets there first.
+(``settled:{S}:<subscription>`` guards it), whoever gets there first.
+
+A contract still open after its expiry is asked about again every :data:`RETRY_OPEN_MS`; a lookup
+that fails, again after the lease (:data:`LEASE_MS`). Neither goes on for ever: past
+:data:`GIVE_UP_AFTER_MS` after its expiry the trade ends ``settlement_failed`` with the last reason
+(the trade shows ``settlement_error``), and a trade whose account is gone ends so at once.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
-from typing import TYPE_CHECKING, Any
+from typing import Any, Literal
 
+import orjson
 from loguru import logger
+from redis.asyncio import Redis
 
-from signal_hub import keys
-
-if TYPE_CHECKING:
-    from broker_workers.runtime import WorkerRuntime
-
-TAKE_DUE = """
-local now = redis.call('TIME')
-local now_ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
-local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now_ms, 'LIMIT', 0, tonumber(ARGV[1]))
-for _, member in ipairs(due) do
-  redis.call('ZADD', KEYS[1], now_ms + tonumber(ARGV[2]), member)
-end
-return due
-"""
-
-RECORD_SETTLEMENT = """
-redis.call('ZREM', KEYS[1], ARGV[1])
-if redis.call('SET', KEYS[2], '1', 'NX', 'EX', 172800) then
-  redis.call('XADD', KEYS[3], '*', 'kind', 'settlement', 'data', ARGV[2])
-  if tonumber(ARGV[3]) > 0 then
-    redis.call('HINCRBYFLOAT', KEYS[4], 'loss', ARGV[3])
-    redis.call('EXPIRE', KEYS[4], 172800)
-  end
-  return 1
-end
-return 0
-"""
+from broker_workers.accounts import AccountBook
+from broker_workers.adapters.base import BrokerAdapter, BrokerError, Outcome
+from core import keys, scripts
+from core.clock import now_ms, utc_day
+from core.records import SettlementFailure, SettlementRecord
 
 POLL_S = 0.25
 TAKE_LIMIT = 200
-LEASE_MS = 30_000
-RETRY_OPEN_MS = 1_000
+LEASE_MS = 30_000  # a taken contract is taken again after this (its lookup failed, or we died)
+RETRY_OPEN_MS = 1_000  # a contract the broker still calls open is asked about again after this
+GIVE_UP_AFTER_MS = 60 * 60 * 1000  # after its expiry: the trade ends settlement_failed
 
 
-async def settlement_loop(rt: WorkerRuntime) -> None:
-    take = rt.redis.register_script(TAKE_DUE)
-    record = rt.redis.register_script(RECORD_SETTLEMENT)
-    queue = keys.settle_queue(rt.broker)
-    while True:
-        try:
-            due = await take(keys=[queue], args=[TAKE_LIMIT, LEASE_MS])
-            if due:
-                await asyncio.gather(*(_settle_one(rt, record, queue, m) for m in due))
-            else:
+class Settler:
+    """Settles the due contracts of one broker with that broker's adapter."""
+
+    def __init__(
+        self,
+        redis: Redis,
+        broker: str,
+        adapter: BrokerAdapter,
+        accounts: AccountBook,
+        give_up_after_ms: int = GIVE_UP_AFTER_MS,
+    ) -> None:
+        self.redis = redis
+        self.broker = broker
+        self.adapter = adapter
+        self.accounts = accounts
+        self.give_up_after_ms = give_up_after_ms
+        self.queue = keys.settle_queue(broker)
+
+    async def run(self) -> None:
+        while True:
+            try:
+                due = await scripts.take_due(
+                    self.redis, schedule=self.queue, limit=TAKE_LIMIT, lease_ms=LEASE_MS
+                )
+                if due:
+                    await asyncio.gather(*(self.settle(member) for member in due))
+                else:
+                    await asyncio.sleep(POLL_S)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                logger.exception("settlement pass failed")
                 await asyncio.sleep(POLL_S)
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:
-            logger.warning("settlement pass failed: {}", type(exc).__name__)
-            await asyncio.sleep(POLL_S)
 
+    async def settle(self, member: str) -> None:
+        """Settle one taken contract, or leave it for its next turn, or give up on it."""
+        item = orjson.loads(member)
+        trade = item["trade_id"]
+        account = await self.accounts.get(item["account_id"])
+        if account is None:
+            logger.error("trade {} cannot settle: its account is gone", trade)
+            await self._record_failure(member, item, "account_gone")
+            return
+        try:
+            outcome = await self.adapter.outcome(account, item["contract_id"])
+        except BrokerError as exc:
+            logger.warning("trade {}: no outcome from {} yet ({})", trade, self.broker, exc)
+            await self._later_or_give_up(member, item, exc.reason, None)
+            return
+        except Exception:
+            logger.exception("trade {}: the outcome lookup failed", trade)
+            await self._later_or_give_up(member, item, "broker_error", None)
+            return
+        if outcome is None:
+            await self._later_or_give_up(member, item, "still_open", now_ms() + RETRY_OPEN_MS)
+            return
+        await self._record(member, item, outcome)
 
-async def _settle_one(rt: WorkerRuntime, record: Any, queue: str, member: str) -> None:
-    item = json.loads(member)
-    raw_account = await rt.redis.get(keys.account(item["account_id"]))
-    account = rt.account(json.loads(raw_account)) if raw_account else None
-    if account is None:
-        logger.error("trade {} cannot settle: its account is gone", item["trade_id"])
-        return
-    outcome = await rt.adapter.outcome(account, item["contract_id"])
-    if outcome is None:
-        await rt.redis.zadd(queue, {member: keys.now_ms() + RETRY_OPEN_MS})
-        return
-    settlement = {
-        "signal_id": item["signal_id"],
-        "trade_id": item["trade_id"],
-        "channel_id": item["channel_id"],
-        "subscriber_id": item["subscriber_id"],
-        "contract_id": item["contract_id"],
-        "outcome": outcome.outcome,
-        "profit": float(outcome.profit),
-        "settled_ms": outcome.settled_at_ms,
-    }
-    loss = -float(outcome.profit) if outcome.profit < 0 else 0.0
-    await record(
-        keys=[
-            queue,
-            keys.settled(item["trade_id"]),
-            keys.RESULTS,
-            keys.daily(item["subscription_id"], keys.utc_day(outcome.settled_at_ms)),
-        ],
-        args=[member, json.dumps(settlement, separators=(",", ":")), loss],
-    )
+    async def _later_or_give_up(
+        self, member: str, item: dict[str, Any], reason: str, retry_at_ms: int | None
+    ) -> None:
+        """Past the giving-up time, the failure is recorded; before, the contract waits for
+        ``retry_at_ms`` (``None``: the end of its lease)."""
+        due_ms = int(item.get("due_ms") or now_ms())
+        if now_ms() > due_ms + self.give_up_after_ms:
+            logger.error("trade {}: giving up on its settlement ({})", item["trade_id"], reason)
+            await self._record_failure(member, item, reason)
+        elif retry_at_ms is not None:
+            await self.redis.zadd(self.queue, {member: retry_at_ms})
+
+    async def _record(self, member: str, item: dict[str, Any], outcome: Outcome) -> None:
+        record = SettlementRecord(
+            signal_id=item["signal_id"],
+            trade_id=item["trade_id"],
+            channel_id=item["channel_id"],
+            subscriber_id=item["subscriber_id"],
+            contract_id=item["contract_id"],
+            outcome=outcome.outcome,
+            profit=float(outcome.profit),
+            settled_ms=outcome.settled_at_ms,
+        )
+        loss = -float(outcome.profit) if outcome.profit < 0 else 0.0
+        await self._publish(member, item, "settlement", record, loss, outcome.settled_at_ms)
+
+    async def _record_failure(self, member: str, item: dict[str, Any], reason: str) -> None:
+        at_ms = now_ms()
+        record = SettlementFailure(
+            signal_id=item["signal_id"],
+            trade_id=item["trade_id"],
+            channel_id=item["channel_id"],
+            subscriber_id=item["subscriber_id"],
+            contract_id=item["contract_id"],
+            reason=reason,
+            failed_ms=at_ms,
+        )
+        await self._publish(member, item, "settlement_failed", record, 0.0, at_ms)
+
+    async def _publish(
+        self,
+        member: str,
+        item: dict[str, Any],
+        kind: Literal["settlement", "settlement_failed"],
+        record: SettlementRecord | SettlementFailure,
+        loss: float,
+        at_ms: int,
+    ) -> None:
+        await scripts.record_settlement(
+            self.redis,
+            broker=self.broker,
+            member=member,
+            signal_id=item["signal_id"],
+            subscription_id=item["subscription_id"],
+            kind=kind,
+            record=record,
+            loss=loss,
+            day=utc_day(at_ms),
+        )

@@ -12,10 +12,11 @@ from typing import Any
 from rq.worker import SimpleWorker
 
 from broker_workers.runtime import WorkerRuntime, set_current
-from signal_hub.logs import configure_logging
-from signal_hub.settings import get_settings
+from broker_workers.settings import get_settings
+from core.keys import queue_name
+from core.logs import configure_logging
 
-QUEUE_PREFIX = "broker."
+QUEUE_PREFIX = queue_name("")
 
 
 class NotABrokerQueue(ValueError):

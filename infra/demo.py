@@ -28,6 +28,7 @@ from typing import Any
 import httpx
 import socketio
 
+from broker_workers.deriv_sim.settings import get_settings as sim_settings
 from infra.local_redis import ensure_redis
 from infra.webapp import BuildError, ensure_built
 from signal_hub.settings import get_settings
@@ -81,7 +82,7 @@ def signup(http: httpx.Client, email: str, password: str, role: str, name: str) 
 
 def deriv_sim_account(token: str, balance: float) -> bool:
     """Open an account on the loopback Deriv simulator; False when it is not running."""
-    url = f"http://127.0.0.1:{get_settings().deriv_sim_port}/_sim/accounts"
+    url = f"http://127.0.0.1:{sim_settings().port}/_sim/accounts"
     try:
         httpx.post(url, json={"token": token, "balance": balance, "currency": "USD"}, timeout=2)
         return True

@@ -18,7 +18,7 @@ from urllib.parse import urlparse
 
 import redis
 
-from signal_hub.settings import get_settings
+from core.settings import load_common
 
 
 class NoRedisServer(RuntimeError):
@@ -72,6 +72,6 @@ def ensure_redis(url: str) -> bool:
 
 
 if __name__ == "__main__":
-    url = get_settings().redis_url
+    url = load_common().redis_url
     started = ensure_redis(url)
     print(f"Redis {'started' if started else 'already running'} at {url}")

@@ -23,11 +23,11 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute
 
+from core.logs import configure_logging
 from signal_hub.api import accounts, auth, channels, history, subscriptions, system
 from signal_hub.errors import ApiError
 from signal_hub.frontend import app_files
 from signal_hub.hub import Hub
-from signal_hub.logs import configure_logging
 from signal_hub.middleware import BodyLimit, SecurityHeaders
 from signal_hub.presence import hub_instance_id
 from signal_hub.relay import Relay

@@ -28,7 +28,7 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from redis.asyncio import Redis
 from starlette.requests import HTTPConnection
 
-from signal_hub import keys
+from core import keys
 from signal_hub.errors import Forbidden, Unauthorized
 from signal_hub.settings import Settings
 from signal_hub.store import Store, utcnow

@@ -1,10 +1,11 @@
 """The Redis directory of who copies whom, kept in step with the store.
 
 The hot path reads only this: the channel entry (who may send), the per-broker subscriber sets
-(what to expand) and the subscription and account entries (what the workers need). Every write to
-the store's channels, accounts and subscriptions goes through here too, and :meth:`rebuild` makes
-the directory again from the store at start-up. Every change of a subscriber set deletes its spare
-copy (``keys.directory_spare``, made by the intake for the next expansion) in the same transaction.
+(what to expand), the channel's subscription entries and each broker's account entries (what the
+workers need). Every write to the store's channels, accounts and subscriptions goes through here
+too, and :meth:`rebuild` makes the directory again from the store at start-up. Every change of a
+subscriber set deletes its spare copy (``keys.directory_spare``, made by the intake for the next
+expansion) in the same transaction.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from typing import Any
 
 from redis.asyncio import Redis
 
-from signal_hub import keys
+from core import keys
 from signal_hub.store import Store
 
 CHUNK = 1000  # entries per pipeline when the directory is rebuilt
@@ -63,32 +64,33 @@ def _dumps(value: dict[str, Any]) -> str:
 
 
 class Directory:
-    def __init__(self, redis: Redis, store: Store) -> None:
+    def __init__(self, redis: Redis, store: Store, brokers: list[str]) -> None:
         self.redis = redis
         self.store = store
+        self.brokers = brokers  # those this deployment offers (BROKERS)
 
     async def put_channel(self, channel: dict[str, Any]) -> None:
         await self.redis.set(keys.channel(channel["_id"]), _dumps(channel_entry(channel)))
 
     async def put_account(self, account: dict[str, Any]) -> None:
-        async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.set(keys.account(account["_id"]), _dumps(account_entry(account)))
-            pipe.sadd(keys.broker_accounts(account["broker"]), account["_id"])
-            await pipe.execute()
+        await self.redis.hset(
+            keys.accounts(account["broker"]), account["_id"], _dumps(account_entry(account))
+        )
 
     async def put_subscription(self, sub: dict[str, Any]) -> None:
         async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.set(keys.subscription(sub["_id"]), _dumps(subscription_entry(sub)))
+            pipe.hset(
+                keys.subscriptions(sub["channel_id"]), sub["_id"], _dumps(subscription_entry(sub))
+            )
             pipe.sadd(keys.directory(sub["channel_id"], sub["broker"]), sub["_id"])
             pipe.delete(keys.directory_spare(sub["channel_id"], sub["broker"]))
-            pipe.sadd(keys.directory_brokers(sub["channel_id"]), sub["broker"])
             await pipe.execute()
 
     async def remove_subscription(self, sub: dict[str, Any]) -> None:
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.srem(keys.directory(sub["channel_id"], sub["broker"]), sub["_id"])
             pipe.delete(keys.directory_spare(sub["channel_id"], sub["broker"]))
-            pipe.delete(keys.subscription(sub["_id"]))
+            pipe.hdel(keys.subscriptions(sub["channel_id"]), sub["_id"])
             await pipe.execute()
 
     async def rebuild(self) -> dict[str, int]:
@@ -96,18 +98,20 @@ class Directory:
 
         Start-up must not cost a round trip per entry (100,000 subscribers took 35-40 s), so each
         collection is read in one pass and written in chunks of :data:`CHUNK` entries, one
-        ``MSET`` (plus one ``SADD`` per broker for accounts) per chunk. Entries are written before
-        the sets that name them: whoever finds an id in a set finds its entry. Subscriptions of a
-        channel the store does not hold are skipped. Each channel's subscriber sets are then
-        replaced in one transaction, so a signal expanded during the rebuild sees either the old
-        or the new set, never half of one, and ids or brokers no longer subscribed go.
+        ``HSET`` per broker (accounts) or channel (subscriptions) per chunk. Entries are written
+        before the sets that name them: whoever finds an id in a set finds its entry.
+        Subscriptions of a channel the store does not hold are skipped. Each channel's subscriber
+        sets are then replaced in one transaction, so a signal expanded during the rebuild sees
+        either the old or the new set, never half of one, and ids no longer subscribed go.
         """
         counts = {"channels": 0, "accounts": 0, "subscriptions": 0}
         async for accounts in _chunks(self.store.broker_accounts.find({})):
-            async with self.redis.pipeline(transaction=True) as pipe:
-                pipe.mset({keys.account(a["_id"]): _dumps(account_entry(a)) for a in accounts})
-                for broker, ids in _ids_by_broker(accounts).items():
-                    pipe.sadd(keys.broker_accounts(broker), *ids)
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for broker, docs in _grouped(accounts, "broker").items():
+                    pipe.hset(
+                        keys.accounts(broker),
+                        mapping={a["_id"]: _dumps(account_entry(a)) for a in docs},
+                    )
                 await pipe.execute()
             counts["accounts"] += len(accounts)
         members: dict[str, dict[str, list[str]]] = {}  # channel -> its subscription ids by broker
@@ -119,10 +123,13 @@ class Directory:
             counts["channels"] += len(channels)
         async for subs in _chunks(self.store.subscriptions.find({})):
             subs = [s for s in subs if s["channel_id"] in members]
-            if subs:
-                await self.redis.mset(
-                    {keys.subscription(s["_id"]): _dumps(subscription_entry(s)) for s in subs}
-                )
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for channel_id, docs in _grouped(subs, "channel_id").items():
+                    pipe.hset(
+                        keys.subscriptions(channel_id),
+                        mapping={s["_id"]: _dumps(subscription_entry(s)) for s in docs},
+                    )
+                await pipe.execute()
             for sub in subs:
                 members[sub["channel_id"]].setdefault(sub["broker"], []).append(sub["_id"])
             counts["subscriptions"] += len(subs)
@@ -132,28 +139,22 @@ class Directory:
         return counts
 
     async def _replace_sets(self, members: dict[str, dict[str, list[str]]]) -> None:
-        """Replace these channels' subscriber sets and broker sets, in one transaction."""
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for channel_id in members:
-                pipe.smembers(keys.directory_brokers(channel_id))
-            old_brokers: list[set[Any]] = await pipe.execute()
+        """Replace these channels' subscriber sets, in one transaction."""
         async with self.redis.pipeline(transaction=True) as pipe:
-            for (channel_id, by_broker), old in zip(members.items(), old_brokers, strict=True):
-                for broker in {str(b) for b in old} | set(by_broker):
+            for channel_id, by_broker in members.items():
+                for broker in {*self.brokers, *by_broker}:
                     pipe.delete(keys.directory(channel_id, broker))
                     pipe.delete(keys.directory_spare(channel_id, broker))
-                pipe.delete(keys.directory_brokers(channel_id))
                 for broker, ids in by_broker.items():
                     pipe.sadd(keys.directory(channel_id, broker), *ids)
-                    pipe.sadd(keys.directory_brokers(channel_id), broker)
             await pipe.execute()
 
 
-def _ids_by_broker(docs: list[dict[str, Any]]) -> dict[str, list[str]]:
-    by_broker: dict[str, list[str]] = {}
+def _grouped(docs: list[dict[str, Any]], field: str) -> dict[str, list[dict[str, Any]]]:
+    by_value: dict[str, list[dict[str, Any]]] = {}
     for doc in docs:
-        by_broker.setdefault(doc["broker"], []).append(doc["_id"])
-    return by_broker
+        by_value.setdefault(doc[field], []).append(doc)
+    return by_value
 
 
 async def _chunks(docs: AsyncIterable[dict[str, Any]]) -> AsyncIterator[list[dict[str, Any]]]:

@@ -7,14 +7,16 @@ same store code runs on both. It lives inside one hub process: several hubs need
 
 What it adds to plain mongomock:
 
-- Durability (``EMBEDDED_STORE_PATH``): every applied write is appended to a journal of JSON
-  lines (``bson.json_util``: collection, method, arguments) and flushed to the OS before the call
-  returns, so the data survives the process's death, ``kill -9`` included (not a power loss: there
-  is no fsync). Opening replays the journal, ignoring a torn last line (the process died
-  mid-write), then compacts it: the current documents and indexes, written to a temporary file
-  that replaces the journal atomically. Writes are journaled in a replayable form: inserts carry
-  their ``_id`` and an upsert that would create a document gets its ``_id`` chosen first, so a
-  replay rebuilds the same documents.
+- Durability (``EMBEDDED_STORE_PATH``): every applied write is appended to a journal of JSON lines
+  (``bson.json_util``: collection, method, arguments) and flushed to the OS before the call
+  returns; the encoding and the file writes run on a thread of the journal's own (one, so lines
+  keep the order the writes were applied in), the event loop serves others meanwhile, so the data
+  survives the process's death, ``kill -9`` included (not a power loss: there is no fsync). Opening
+  replays the journal, ignoring a torn last line (the process died mid-write), then compacts it:
+  the current documents and indexes, written to a temporary file that replaces the journal
+  atomically. Writes are journaled in a replayable form: inserts carry their ``_id`` and an upsert
+  that would create a document gets its ``_id`` chosen first, so a replay rebuilds the same
+  documents.
 - Lookups by ``_id``: mongomock scans the whole collection for every query, including
   ``{"_id": x}``; here such queries (the relay's trade and signal upserts among them) go straight
   to the document, so they stay cheap however many documents a collection holds.
@@ -29,11 +31,13 @@ What it adds to plain mongomock:
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import json
 import os
 import types
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from pathlib import Path
 from typing import Any, TextIO
@@ -223,9 +227,9 @@ class EmbeddedCollection:
         self._name = name
         self._db = db
 
-    def _record(self, entries: list[Entry]) -> None:
+    async def _record(self, entries: list[Entry]) -> None:
         if entries:
-            self._db.record(entries)
+            await self._db.record(entries)
 
     def _pinned(self, filter: Mapping[str, Any], upsert: bool) -> dict[str, Any]:
         """The filter, with the ``_id`` an upsert would create chosen now, so a replay agrees."""
@@ -242,7 +246,7 @@ class EmbeddedCollection:
     async def insert_one(self, doc: Mapping[str, Any]) -> Any:
         doc = {"_id": ObjectId(), **doc} if "_id" not in doc else dict(doc)
         result = self._c.insert_one(doc)
-        self._record([_entry(self._name, "insert_one", doc)])
+        await self._record([_entry(self._name, "insert_one", doc)])
         return result
 
     async def insert_many(self, docs: Iterable[Mapping[str, Any]], ordered: bool = True) -> Any:
@@ -253,9 +257,9 @@ class EmbeddedCollection:
             failed = {e["index"] for e in exc.details.get("writeErrors", [])}
             last = exc.details.get("nInserted", 0) if ordered else len(copies)
             inserted = [d for i, d in enumerate(copies[:last]) if i not in failed]
-            self._record([_entry(self._name, "insert_many", inserted)] if inserted else [])
+            await self._record([_entry(self._name, "insert_many", inserted)] if inserted else [])
             raise
-        self._record([_entry(self._name, "insert_many", copies)])
+        await self._record([_entry(self._name, "insert_many", copies)])
         return result
 
     async def find_one(self, *args: Any, **kwargs: Any) -> dict[str, Any] | None:
@@ -265,22 +269,22 @@ class EmbeddedCollection:
     def find(self, *args: Any, **kwargs: Any) -> EmbeddedCursor:
         return EmbeddedCursor(self._c.find(*args, **kwargs))
 
-    def _update(self, method: str, filter: Any, doc: Any, upsert: bool) -> Any:
+    async def _update(self, method: str, filter: Any, doc: Any, upsert: bool) -> Any:
         """update_one, update_many or replace_one, journaled when it changed anything."""
         filter = self._pinned(filter, upsert)
         result = getattr(self._c, method)(filter, doc, upsert=upsert)
         if result.matched_count or result.upserted_id is not None:
-            self._record([_entry(self._name, method, filter, doc, upsert=upsert)])
+            await self._record([_entry(self._name, method, filter, doc, upsert=upsert)])
         return result
 
     async def update_one(self, filter: Any, update: Any, upsert: bool = False) -> Any:
-        return self._update("update_one", filter, update, upsert)
+        return await self._update("update_one", filter, update, upsert)
 
     async def update_many(self, filter: Any, update: Any, upsert: bool = False) -> Any:
-        return self._update("update_many", filter, update, upsert)
+        return await self._update("update_many", filter, update, upsert)
 
     async def replace_one(self, filter: Any, doc: Any, upsert: bool = False) -> Any:
-        return self._update("replace_one", filter, doc, upsert)
+        return await self._update("replace_one", filter, doc, upsert)
 
     async def find_one_and_update(
         self, filter: Any, update: Any, *args: Any, **kwargs: Any
@@ -293,21 +297,21 @@ class EmbeddedCollection:
             target = self._c.find_one(filter, {"_id": 1}, sort=kwargs.get("sort"))
         result: dict[str, Any] | None = self._c.find_one_and_update(filter, update, *args, **kwargs)
         if target is not None:
-            self._record([_entry(self._name, "update_one", {"_id": target["_id"]}, update)])
+            await self._record([_entry(self._name, "update_one", {"_id": target["_id"]}, update)])
         elif upsert and self._db.durable:
-            self._record([_entry(self._name, "update_one", filter, update, upsert=True)])
+            await self._record([_entry(self._name, "update_one", filter, update, upsert=True)])
         return result
 
     async def delete_one(self, filter: Any) -> Any:
         result = self._c.delete_one(filter)
         if result.deleted_count:
-            self._record([_entry(self._name, "delete_one", filter)])
+            await self._record([_entry(self._name, "delete_one", filter)])
         return result
 
     async def delete_many(self, filter: Any) -> Any:
         result = self._c.delete_many(filter)
         if result.deleted_count:
-            self._record([_entry(self._name, "delete_many", filter)])
+            await self._record([_entry(self._name, "delete_many", filter)])
         return result
 
     async def count_documents(self, *args: Any, **kwargs: Any) -> int:
@@ -319,7 +323,7 @@ class EmbeddedCollection:
     async def create_index(self, keys: Any, **kwargs: Any) -> str:
         kwargs.pop("expireAfterSeconds", None)  # the embedded store does not expire documents
         name = str(self._c.create_index(keys, **kwargs))
-        self._record([_entry(self._name, "create_index", keys, **kwargs)])
+        await self._record([_entry(self._name, "create_index", keys, **kwargs)])
         return name
 
     def _set_run(self, requests: list[Any], start: int) -> list[SetById]:
@@ -364,7 +368,7 @@ class EmbeddedCollection:
                     self._apply(op, index, counts, upserted, entries)
                     index += 1
         finally:
-            self._record(entries)
+            await self._record(entries)
         raw = dict(counts, upserted=[{"index": i, "_id": _id} for i, _id in upserted.items()])
         return BulkWriteResult(raw, acknowledged=True)
 
@@ -465,6 +469,7 @@ class EmbeddedDatabase:
         self._collections: dict[str, EmbeddedCollection] = {}
         self._indexes: dict[str, dict[str, Entry]] = {}  # collection -> index entries by text
         self._journal = Journal(path) if path else None
+        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="journal")
         if self._journal is not None:
             compact = True
             for entry in self._journal.read():
@@ -485,13 +490,15 @@ class EmbeddedDatabase:
     async def command(self, name: str) -> dict[str, Any]:
         return {"ok": 1.0}
 
-    def record(self, entries: list[Entry]) -> None:
-        """Journal writes that were applied; remember index creations for compaction."""
+    async def record(self, entries: list[Entry]) -> None:
+        """Journal writes that were applied, returning once they reached the OS; remember index
+        creations for compaction. Awaited right after applying them: the journal's one thread
+        takes them (synchronously, before this waits) in the order they were applied."""
         for entry in entries:
             if entry["m"] == "create_index":
                 self._indexes.setdefault(entry["c"], {})[json_util.dumps(entry)] = entry
         if self._journal is not None:
-            self._journal.append(entries)
+            await asyncio.wrap_future(self._writer.submit(self._journal.append, entries))
 
     def _replay(self, entry: Entry) -> None:
         collection = self[entry["c"]]._c
@@ -530,5 +537,6 @@ class EmbeddedDatabase:
             yield from indexes.values()
 
     def close(self) -> None:
+        self._writer.shutdown(wait=True)  # what was awaited is written; nothing is dropped
         if self._journal is not None:
             self._journal.close()

@@ -7,25 +7,19 @@ from dataclasses import dataclass
 import socketio
 from redis.asyncio import Redis
 
-from broker_workers.adapters import resolve_adapter
-from broker_workers.adapters.base import Capabilities
+from core.brokers import Capabilities, capabilities_of
+from core.connections import redis_client
+from core.crypto import CredentialsBox
+from core.dispatch import Dispatcher
 from signal_hub.auth import Tokens
 from signal_hub.cancel import Canceller
-from signal_hub.connections import redis_client
-from signal_hub.crypto import CredentialsBox
 from signal_hub.directory import Directory
-from signal_hub.dispatch import Dispatcher
 from signal_hub.intake import Intake
 from signal_hub.presence import Presence
 from signal_hub.ratelimit import RateLimiter
 from signal_hub.sessions import Sessions
 from signal_hub.settings import Settings
 from signal_hub.store import Store
-
-
-def broker_capabilities(enabled: list[str]) -> dict[str, Capabilities]:
-    """The capabilities of the brokers this deployment offers (``BROKERS``), by name."""
-    return {name: resolve_adapter(name).capabilities for name in enabled}
 
 
 @dataclass
@@ -42,25 +36,24 @@ class Hub:
     limiter: RateLimiter
     presence: Presence
     sessions: Sessions
-    brokers: dict[str, Capabilities]
+    brokers: dict[str, Capabilities]  # those this deployment offers (BROKERS), from the catalogue
     sio: socketio.AsyncServer
 
     @classmethod
     def build(cls, settings: Settings, sio: socketio.AsyncServer) -> Hub:
         redis = redis_client(settings.redis_url)
         store = Store.open(settings)
-        brokers = broker_capabilities(settings.brokers)
+        brokers = capabilities_of(settings.brokers)
         dispatcher = Dispatcher(settings.redis_url, settings.drain_batch_size)
-        assets = {asset for caps in brokers.values() for asset in caps["assets"]}
         return cls(
             settings=settings,
             redis=redis,
             store=store,
-            directory=Directory(redis, store),
+            directory=Directory(redis, store, list(brokers)),
             tokens=Tokens(settings, store, redis),
-            credentials=CredentialsBox(settings),
-            intake=Intake(redis, dispatcher, assets, settings.schedule_max_ahead_s),
-            canceller=Canceller(redis),
+            credentials=CredentialsBox(settings.broker_credentials_key),
+            intake=Intake(redis, dispatcher, brokers, settings.schedule_max_ahead_s),
+            canceller=Canceller(redis, list(brokers)),
             dispatcher=dispatcher,
             limiter=RateLimiter(redis),
             presence=Presence(redis),

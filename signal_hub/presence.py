@@ -21,23 +21,7 @@ from typing import Any
 
 from redis.asyncio import Redis
 
-from signal_hub import keys
-
-ADJUST = """
-local n = redis.call('HINCRBY', KEYS[2], ARGV[1], ARGV[2])
-if n <= 0 then redis.call('HDEL', KEYS[2], ARGV[1]) end
-local total = redis.call('HINCRBY', KEYS[1], ARGV[1], ARGV[2])
-if total <= 0 then redis.call('HDEL', KEYS[1], ARGV[1]) end
-"""
-
-FORGET = """
-local counts = redis.call('HGETALL', KEYS[2])
-for i = 1, #counts, 2 do
-  local total = redis.call('HINCRBY', KEYS[1], counts[i], -tonumber(counts[i + 1]))
-  if total <= 0 then redis.call('HDEL', KEYS[1], counts[i]) end
-end
-redis.call('DEL', KEYS[2])
-"""
+from core import keys, scripts
 
 
 def hub_instance_id() -> str:
@@ -49,14 +33,10 @@ class Presence:
     def __init__(self, redis: Redis, hub_id: str | None = None) -> None:
         self.redis = redis
         self._hub_id = hub_id  # None: this process (named when asked, after any fork)
-        self._adjust = redis.register_script(ADJUST)
-        self._forget = redis.register_script(FORGET)
 
     async def _change(self, user_id: str, delta: int) -> None:
-        await self._adjust(
-            keys=[keys.ONLINE, keys.online_at(self._hub_id or hub_instance_id())],
-            args=[user_id, delta],
-        )
+        hub_id = self._hub_id or hub_instance_id()
+        await scripts.presence_adjust(self.redis, hub_id=hub_id, user_id=user_id, delta=delta)
 
     async def joined(self, user_id: str) -> None:
         """Call before the socket enters the user's room."""
@@ -67,7 +47,7 @@ class Presence:
 
     async def forget(self, hub_id: str) -> None:
         """Take a gone hub's sockets out of the sums (or this hub's, left from a previous life)."""
-        await self._forget(keys=[keys.ONLINE, keys.online_at(hub_id)], args=[])
+        await scripts.presence_forget(self.redis, hub_id=hub_id)
 
     async def online(self, user_ids: list[str]) -> set[str]:
         """Those of ``user_ids`` with a socket on some hub."""

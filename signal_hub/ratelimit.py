@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from redis.asyncio import Redis
 
-from signal_hub import keys
+from core import keys
 from signal_hub.errors import RateLimited
 
 

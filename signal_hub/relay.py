@@ -1,15 +1,17 @@
 """The results relay: from the results stream to the live rooms and the store.
 
-Workers publish every signal, execution and settlement record to one Redis stream (a worker's
-batch of executions as one entry holding a list). Each hub reads
-it through a consumer group, so several hubs share the work and a record stays pending until the
-hub that took it has emitted it and written it to the store. Only then is it acknowledged and
-deleted. Each hub keeps a heartbeat key; the pending records of a consumer whose heartbeat is gone
-(a hub that was killed) are claimed by a live one within a second, and any record idle too long
-is claimed anyway. The store writes are idempotent upserts keyed by the record's id, so a record
+Workers publish every signal, execution and settlement record (:mod:`core.records`) to one Redis
+stream (a worker's batch of executions as one entry holding a list). Each hub reads it through a
+consumer group, so several hubs share the work and a record stays pending until the hub that took
+it has written it to the store and then emitted it: the live feed never shows a trade that ``GET
+/api/trades`` does not have yet. Only then is it acknowledged and deleted. A hub killed between the
+two is taken over and its records emitted again; events carry ``trade_id``, so a client drops a
+repeat. Each hub keeps a heartbeat key; the pending records of a consumer whose heartbeat is gone
+(a hub that was killed) are claimed by a live one within a second, and any record idle too long is
+claimed anyway. The store writes are idempotent upserts keyed by the record's id, so a record
 handled twice is written once. A subscriber's own events go only to subscribers connected to some
-hub (``presence.py``). On SIGTERM the relay finishes the batch in hand (written, acknowledged)
-and stops. Nothing in flight is lost on a restart.
+hub (``presence.py``). On SIGTERM the relay finishes the batch in hand (written, acknowledged) and
+stops. Nothing in flight is lost on a restart.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import defaultdict
-from datetime import UTC, datetime
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import orjson
@@ -26,7 +28,7 @@ from pymongo import UpdateOne
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
-from signal_hub import keys
+from core import keys, records
 from signal_hub.hub import Hub
 from signal_hub.sockets import channel_room, user_room
 
@@ -36,20 +38,6 @@ BLOCK_MS = 500
 HOUSEKEEPING_S = 1.0
 CLAIM_IDLE_MS = 30_000
 HEARTBEAT_MS = 5_000
-
-EXECUTION_FIELDS = (
-    "signal_id", "trade_id", "subscriber_id", "broker", "status", "reason", "contract_id",
-    "stake", "payout", "latency_ms", "channel_id", "asset", "direction", "expiry_seconds",
-)  # fmt: skip
-SETTLEMENT_FIELDS = ("signal_id", "trade_id", "subscriber_id", "channel_id", "outcome", "profit")
-
-
-def ms_to_datetime(ms: int) -> datetime:
-    return datetime.fromtimestamp(ms / 1000, UTC)
-
-
-def _iso(ms: int | None) -> str | None:
-    return None if ms is None else ms_to_datetime(ms).isoformat().replace("+00:00", "Z")
 
 
 async def ensure_group(redis: Redis) -> None:
@@ -175,9 +163,9 @@ class Relay:
             await self._write(ids, by_kind)
 
     async def _write(self, ids: list[str], by_kind: dict[str, list[dict[str, Any]]]) -> None:
+        await self._persist(by_kind)
         await self._emit(by_kind.get("execution", []), by_kind.get("settlement", []))
         await self._emit_signals(by_kind.get("signal", []), by_kind.get("signal_status", []))
-        await self._persist(by_kind)
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.xack(keys.RESULTS, keys.RESULTS_GROUP, *ids)
             pipe.xdel(keys.RESULTS, *ids)
@@ -186,14 +174,15 @@ class Relay:
     async def _emit(
         self, executions: list[dict[str, Any]], settlements: list[dict[str, Any]]
     ) -> None:
-        for event, records, fields in (
-            ("execution", executions, EXECUTION_FIELDS),
-            ("settlement", settlements, SETTLEMENT_FIELDS),
-        ):
+        events: tuple[tuple[str, list[dict[str, Any]], Callable[..., dict[str, Any]]], ...] = (
+            ("execution", executions, records.execution_event),
+            ("settlement", settlements, records.settlement_event),
+        )
+        for event, batch, event_of in events:
             by_channel: dict[str, list[dict[str, Any]]] = defaultdict(list)
             by_user: dict[str, list[dict[str, Any]]] = defaultdict(list)
-            for record in records:
-                payload = {f: record.get(f) for f in fields}
+            for record in batch:
+                payload = event_of(record)
                 by_channel[record["channel_id"]].append(payload)
                 if record.get("subscriber_id"):
                     by_user[record["subscriber_id"]].append(payload)
@@ -212,14 +201,11 @@ class Relay:
     ) -> None:
         """``signal`` to the channel's room: fanned out, scheduled, cancelled, rejected."""
         for record in signals:
-            payload = {
-                "signal_id": record["id"],
-                "status": record.get("status", "active"),
-                "fanout": record.get("fanout"),
-                "scheduled_at": _iso(record.get("scheduled_ms")),
-            }
             await self.hub.sio.emit(
-                "signal", payload, room=channel_room(record["channel_id"]), namespace="/provider"
+                "signal",
+                records.signal_event(record),
+                room=channel_room(record["channel_id"]),
+                namespace="/provider",
             )
         for record in statuses:
             if record.get("channel_id"):
@@ -230,8 +216,7 @@ class Relay:
     async def _persist(self, by_kind: dict[str, list[dict[str, Any]]]) -> None:
         store = self.hub.store
         signal_ops = [
-            UpdateOne({"_id": s["id"]}, {"$set": signal_document(s)}, upsert=True)
-            for s in by_kind.get("signal", [])
+            _upsert(s["id"], records.signal_document(s)) for s in by_kind.get("signal", [])
         ]
         status_ops = [
             UpdateOne(
@@ -241,11 +226,9 @@ class Relay:
             for s in by_kind.get("signal_status", [])
         ]
         trade_ops = [
-            UpdateOne({"_id": e["trade_id"]}, {"$set": trade_document(e)}, upsert=True)
-            for e in by_kind.get("execution", [])
-        ] + [
-            UpdateOne({"_id": s["trade_id"]}, {"$set": settlement_fields(s)}, upsert=True)
-            for s in by_kind.get("settlement", [])
+            _upsert(record["trade_id"], document(record))
+            for kind, document in _TRADE_DOCUMENTS.items()
+            for record in by_kind.get(kind, [])
         ]
         if signal_ops or status_ops:
             await store.signals.bulk_write(signal_ops + status_ops, ordered=True)
@@ -259,37 +242,13 @@ def records_of(fields: dict[str, str]) -> list[dict[str, Any]]:
     return data if isinstance(data, list) else [data]
 
 
-def signal_document(record: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "channel_id": record["channel_id"],
-        "sender_id": record["sender_id"],
-        "asset": record["asset"],
-        "direction": record["direction"],
-        "expiry_seconds": record["expiry_seconds"],
-        "client_signal_id": record.get("client_signal_id") or None,
-        "created_at": ms_to_datetime(record["created_ms"]),
-        "deadline_at": ms_to_datetime(record["deadline_ms"]) if "deadline_ms" in record else None,
-        "fanout": record["fanout"],
-        "status": record.get("status", "active"),
-        "scheduled_at": ms_to_datetime(record["scheduled_ms"])
-        if "scheduled_ms" in record
-        else None,
-    }
+def _upsert(_id: str, fields: dict[str, Any]) -> UpdateOne:
+    return UpdateOne({"_id": _id}, {"$set": fields}, upsert=True)
 
 
-def trade_document(record: dict[str, Any]) -> dict[str, Any]:
-    doc = {k: v for k, v in record.items() if k not in ("trade_id", "executed_ms")}
-    doc.pop("signal_created_ms", None)
-    doc["created_at"] = ms_to_datetime(record["executed_ms"])
-    return doc
-
-
-def settlement_fields(record: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "signal_id": record["signal_id"],
-        "channel_id": record["channel_id"],
-        "subscriber_id": record["subscriber_id"],
-        "outcome": record["outcome"],
-        "profit": record["profit"],
-        "settled_at": ms_to_datetime(record["settled_ms"]),
-    }
+# What each kind of record sets on its trade.
+_TRADE_DOCUMENTS: dict[str, Callable[[Mapping[str, Any]], dict[str, Any]]] = {
+    "execution": records.trade_document,
+    "settlement": records.settlement_document,
+    "settlement_failed": records.settlement_failure_document,
+}

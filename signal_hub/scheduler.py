@@ -13,7 +13,8 @@ import asyncio
 from loguru import logger
 from redis.asyncio import Redis
 
-from signal_hub import keys
+from core import keys
+from core.clock import now_ms
 from signal_hub.intake import Intake
 
 POLL_S = 0.02
@@ -26,10 +27,10 @@ async def fire_due(redis: Redis, intake: Intake) -> float:
     upcoming = await redis.zrange(keys.SCHEDULED, 0, 0, withscores=True)
     if not upcoming:
         return POLL_S
-    wait_ms = float(upcoming[0][1]) - keys.now_ms()
+    wait_ms = float(upcoming[0][1]) - now_ms()
     if wait_ms > 0:
         return min(POLL_S, wait_ms / 1000)
-    due = await redis.zrangebyscore(keys.SCHEDULED, "-inf", keys.now_ms(), start=0, num=BATCH)
+    due = await redis.zrangebyscore(keys.SCHEDULED, "-inf", now_ms(), start=0, num=BATCH)
     for signal_id in due:
         ack = await intake.fire(str(signal_id))
         if ack is not None:

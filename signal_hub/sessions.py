@@ -12,9 +12,7 @@ from __future__ import annotations
 import socketio
 from redis.asyncio import Redis
 
-from signal_hub import keys
-
-SOCKETS_TTL_S = 24 * 3600  # a hub that died keeps no entry longer than this
+from core import keys
 
 
 class Sessions:
@@ -26,7 +24,7 @@ class Sessions:
         key = keys.sockets_of(user_id)
         async with self.redis.pipeline(transaction=False) as pipe:
             pipe.hset(key, f"{namespace}|{sid}", family)
-            pipe.expire(key, SOCKETS_TTL_S)
+            pipe.expire(key, keys.SOCKETS_TTL_S)  # a dead hub's entries go
             await pipe.execute()
 
     async def closed(self, user_id: str, namespace: str, sid: str) -> None:

@@ -17,16 +17,6 @@ from pymongo import ASCENDING, DESCENDING, AsyncMongoClient
 from signal_hub.embedded_store import EmbeddedDatabase
 from signal_hub.settings import Settings
 
-COLLECTIONS = (
-    "users",
-    "refresh_tokens",
-    "channels",
-    "broker_accounts",
-    "subscriptions",
-    "signals",
-    "trades",
-)
-
 
 def new_id() -> str:
     """A fresh document id: an ObjectId's hex, time-ordered and safe in URLs and Redis keys."""

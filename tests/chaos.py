@@ -27,6 +27,7 @@ from typing import Any
 import httpx
 import redis as sync_redis
 
+from core import keys
 from tests.client import Api, Live, User, live
 from tests.procs import Proc, System, children, redis_url, wait_until
 
@@ -102,8 +103,8 @@ class Chaos:
     def total(self) -> int:
         return self.paper_subs + self.deriv_subs
 
-    async def watcher(self) -> Live:
-        return await live(self.system.base_url, "/provider", self.provider)
+    async def watcher(self, checked: bool = False, reconnect: bool = False) -> Live:
+        return await live(self.system.base_url, "/provider", self.provider, checked, reconnect)
 
     async def send(self, watcher: Live, channel_id: str | None = None) -> dict[str, Any]:
         """A signal to the harness's channel (or ``channel_id``), acknowledged."""
@@ -115,11 +116,11 @@ class Chaos:
 
     def arm(self, point: str, nth: int) -> None:
         """The nth passage of ``point`` by any worker SIGKILLs that worker."""
-        self.redis.delete("ctc:fault:count")
-        self.redis.set("ctc:fault:kill", f"{point}:{nth}")
+        self.redis.delete(keys.FAULT_COUNT)
+        self.redis.set(keys.FAULT_ARMED, f"{point}:{nth}")
 
     def disarm(self) -> None:
-        self.redis.delete("ctc:fault:kill", "ctc:fault:count")
+        self.redis.delete(keys.FAULT_ARMED, keys.FAULT_COUNT)
 
     def kill_a_worker(self, broker: str, sig: int = signal.SIGKILL) -> int:
         pids = children(self.pools[broker].popen.pid)
@@ -159,8 +160,8 @@ class Chaos:
         )
 
     def _live_workers(self, broker: str) -> int:
-        ids = self.redis.smembers(f"ctc:workers:{broker}")
-        return sum(int(self.redis.exists(f"ctc:worker:{w}")) for w in ids)
+        ids: Any = self.redis.smembers(keys.workers(broker))
+        return sum(1 for w in ids if self.redis.exists(keys.worker_heartbeat(w)))
 
     # -- checking -----------------------------------------------------------------------------
 
@@ -195,8 +196,12 @@ class Chaos:
         watcher: Live | None = None,
         timeout: float = 30,
         provider: User | None = None,
+        feed_repeats: bool = False,
     ) -> Verdict:
-        """The invariants for one signal, checked once every record arrived (or ``timeout``)."""
+        """The invariants for one signal, checked once every record arrived (or ``timeout``).
+        ``feed_repeats``: the live feed may carry a record again (a hub taken over re-emits
+        what the dead one had stored; a client drops the repeat by ``trade_id``), but never one
+        the store does not hold."""
         verdict = Verdict(counted)
         trades: list[dict[str, Any]] = []
 
@@ -214,7 +219,9 @@ class Chaos:
         verdict.duplicate_records = sum(n - 1 for n in by_trade.values())
         if watcher is not None:
             seen = Counter(e["trade_id"] for e in watcher.executions if e["signal_id"] == signal_id)
-            verdict.duplicate_records += sum(n - 1 for n in seen.values())
+            if not feed_repeats:
+                verdict.duplicate_records += sum(n - 1 for n in seen.values())
+            verdict.missing += len(set(seen) - set(by_trade))  # in the feed, not in the store
         verdict.statuses = Counter(
             f"{t['status']}/{t['reason']}" if t.get("reason") else t["status"] for t in trades
         )

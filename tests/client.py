@@ -128,21 +128,45 @@ class Api:
 
 @dataclass
 class Live:
-    """A Socket.IO connection that records every execution and settlement it is sent."""
+    """A Socket.IO connection that records every execution and settlement it is sent.
+
+    ``checked``: each execution, on arrival, is looked up through ``GET /api/trades``; those the
+    store did not have yet are kept in ``unstored`` (the relay stores before it emits, so there
+    must be none). ``reconnect``: the connection comes back by itself after a hub restart.
+    """
 
     base_url: str
     namespace: str
     token: str
+    checked: bool = False
+    reconnect: bool = False
     executions: list[dict[str, Any]] = field(default_factory=list)
     settlements: list[dict[str, Any]] = field(default_factory=list)
+    unstored: list[dict[str, Any]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        self.sio = socketio.AsyncClient(reconnection=False)
+        self.sio = socketio.AsyncClient(reconnection=self.reconnect, reconnection_delay=0.2)
         self.sio.on("execution", self._on_execution, namespace=self.namespace)
         self.sio.on("settlement", self._on_settlement, namespace=self.namespace)
+        self._stored: set[str] = set()
 
     async def _on_execution(self, data: Any) -> None:
-        self.executions.extend(data if isinstance(data, list) else [data])
+        batch = data if isinstance(data, list) else [data]
+        self.executions.extend(batch)
+        if self.checked:
+            for event in batch:
+                if not await self._in_store(event):
+                    self.unstored.append(event)
+
+    async def _in_store(self, event: dict[str, Any]) -> bool:
+        if event["trade_id"] not in self._stored:
+            async with httpx.AsyncClient(base_url=self.base_url, timeout=10) as http:
+                r = await http.get(
+                    f"/api/trades?signal_id={event['signal_id']}&limit=10000",
+                    headers={"Authorization": f"Bearer {self.token}"},
+                )
+            self._stored |= {t["trade_id"] for t in r.json().get("items", [])}
+        return event["trade_id"] in self._stored
 
     async def _on_settlement(self, data: Any) -> None:
         self.settlements.extend(data if isinstance(data, list) else [data])
@@ -172,5 +196,7 @@ class Live:
         await self.sio.disconnect()
 
 
-async def live(base_url: str, namespace: str, user: User) -> Live:
-    return await Live(base_url, namespace, user.access_token).connect()
+async def live(
+    base_url: str, namespace: str, user: User, checked: bool = False, reconnect: bool = False
+) -> Live:
+    return await Live(base_url, namespace, user.access_token, checked, reconnect).connect()

@@ -16,6 +16,8 @@ from pathlib import Path
 import httpx
 import redis
 
+from core import keys
+
 ROOT = Path(__file__).resolve().parent.parent
 REDIS_HOST = os.environ.get("TEST_REDIS_HOST", "127.0.0.1")
 REDIS_PORT = int(os.environ.get("TEST_REDIS_PORT", "6379"))
@@ -158,8 +160,8 @@ class System:
         r = redis.Redis.from_url(redis_url(self.db), decode_responses=True)
 
         def alive() -> bool:
-            ids = [str(w) for w in r.smembers(f"ctc:workers:{broker}")]
-            return sum(int(r.exists(f"ctc:worker:{w}")) for w in ids) >= workers
+            ids = [str(w) for w in r.smembers(keys.workers(broker))]
+            return sum(int(r.exists(keys.worker_heartbeat(w))) for w in ids) >= workers
 
         wait_until(
             alive,

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 import redis as sync_redis
 
-from signal_hub import keys
+from core import keys
 from signal_hub.settings import Settings, load_settings
 from tests.client import Api, User, assert_error, assert_no_secrets, live, new_email
 from tests.procs import System, redis_url, wait_until
@@ -356,7 +356,7 @@ def test_credentials_are_never_returned(api: Api, directory: sync_redis.Redis) -
     assert "credentials" not in listing.text
 
     # Encrypted at rest in the hub's directory too.
-    stored = directory.get(keys.account(account["id"]))
+    stored = directory.hget(keys.accounts("paper"), account["id"])
     assert stored and secret not in stored
 
     default = api.account(subscriber)
@@ -438,7 +438,7 @@ def test_deriv_account_needs_a_token_and_never_shows_it(
     listing = api.call("GET", "/api/broker-accounts", subscriber)
     assert_no_secrets(listing, token)
     assert [a["id"] for a in listing.json()["items"]] == [account["id"]]
-    stored = directory.get(keys.account(account["id"]))
+    stored = directory.hget(keys.accounts("deriv"), account["id"])
     assert stored and token not in stored
 
     # Stake minimums are the broker's own: 0.5 is enough on Deriv (not on paper).
@@ -513,7 +513,7 @@ def test_subscribe_fixed_and_percent(api: Api, directory: sync_redis.Redis) -> N
     assert without_times(subscriptions_of(api, percent_user)) == without_times([percent])
     members = directory.smembers(keys.directory(channel["id"], "paper"))
     assert members == {fixed["id"], percent["id"]}
-    entry = json.loads(directory.get(keys.subscription(percent["id"])) or "{}")
+    entry = json.loads(directory.hget(keys.subscriptions(channel["id"]), percent["id"]) or "{}")
     assert entry["stake"] == {"mode": "percent", "percent": 2.5}
     assert entry["account_id"] == percent_account["id"]
     assert api.ok("GET", f"/api/channels/{channel['id']}/stats")["subscribers"] == 2
@@ -534,7 +534,7 @@ def test_stake_and_limits_are_validated_and_change_nothing(
     cases: list[tuple[dict[str, Any], str]] = [
         (with_stake({"mode": "fixed", "amount": 0}), "validation_error"),
         (with_stake({"mode": "fixed", "amount": -5}), "validation_error"),
-        (with_stake({"mode": "fixed", "amount": 50_001}), "validation_error"),
+        (with_stake({"mode": "fixed", "amount": 50_001}), "stake_above_maximum"),
         (with_stake({"mode": "fixed", "amount": "ten"}), "validation_error"),
         (with_stake({"mode": "fixed", "amount": 0.5}), "stake_below_minimum"),
         (with_stake({"mode": "fixed"}), "validation_error"),
@@ -631,7 +631,7 @@ def test_owner_patches_paused_stake_and_limits(api: Api, directory: sync_redis.R
     path = f"/api/subscriptions/{sub['id']}"
 
     def entry() -> dict[str, Any]:
-        return json.loads(directory.get(keys.subscription(sub["id"])) or "{}")  # type: ignore[no-any-return]
+        return json.loads(directory.hget(keys.subscriptions(channel["id"]), sub["id"]) or "{}")  # type: ignore[no-any-return]
 
     paused = api.ok("PATCH", path, user, json={"paused": True})
     assert paused["paused"] is True
@@ -671,7 +671,7 @@ def test_bad_patch_changes_nothing(api: Api, directory: sync_redis.Redis) -> Non
     )
     path = f"/api/subscriptions/{sub['id']}"
     before = subscriptions_of(api, user)
-    entry_before = directory.get(keys.subscription(sub["id"]))
+    entry_before = directory.hget(keys.subscriptions(channel["id"]), sub["id"])
 
     cases: list[tuple[dict[str, Any], str]] = [
         ({"stake": {"mode": "percent", "percent": 101}}, "validation_error"),
@@ -700,7 +700,7 @@ def test_bad_patch_changes_nothing(api: Api, directory: sync_redis.Redis) -> Non
         assert_error(api.call("PATCH", path, user, **raw_json(raw)), 400, "invalid_json")
 
     assert subscriptions_of(api, user) == before
-    assert directory.get(keys.subscription(sub["id"])) == entry_before
+    assert directory.hget(keys.subscriptions(channel["id"]), sub["id"]) == entry_before
 
 
 def test_others_cannot_patch_or_delete_a_subscription(
@@ -747,7 +747,7 @@ async def test_deleted_subscription_gets_no_more_signals(
     assert r.content == b""
     assert gone_sub["id"] not in directory.smembers(dir_key)
     assert directory.scard(dir_key) == 1
-    assert not directory.exists(keys.subscription(gone_sub["id"]))
+    assert not directory.hexists(keys.subscriptions(channel["id"]), gone_sub["id"])
     assert subscriptions_of(api, gone) == []
     path = f"/api/subscriptions/{gone_sub['id']}"
     assert_error(api.call("DELETE", path, gone), 404, "subscription_not_found")

@@ -16,7 +16,8 @@ from typing import Any
 import jwt
 import pytest
 
-from signal_hub.settings import DEV_JWT_SECRET, Settings, load_settings
+from core.settings import DEV_JWT_SECRET
+from signal_hub.settings import Settings, load_settings
 from tests.client import Api, assert_error, assert_no_secrets, new_email
 from tests.procs import System
 

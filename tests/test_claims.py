@@ -3,13 +3,21 @@
 from __future__ import annotations
 
 import json
+from decimal import Decimal
 from typing import Any
 
+import pytest
 from redis.asyncio import Redis
 
-from broker_workers.claims import ClaimBook, Terminal
-from signal_hub import keys
-from signal_hub.intake import EXPAND
+from broker_workers.adapters.base import Account, Fill
+from broker_workers.claims import ClaimBook
+from broker_workers.process import order_for
+from core import keys, scripts
+from core.clock import utc_day
+from core.records import SignalInfo
+from core.scripts import Claimed, GateItem, NewSignal, Terminal
+from signal_hub.cancel import Canceller
+from signal_hub.errors import Forbidden, NotFound
 from signal_hub.relay import records_of
 
 
@@ -24,32 +32,38 @@ async def seed_channel(redis: Redis, channel_id: str, subs: int, delay_ms: int =
         entry = {"id": sub_id, "channel_id": channel_id, "user_id": f"u{i}", "account_id": f"a{i}",
                  "broker": "paper", "stake": {"mode": "fixed", "amount": 5}, "limits": {},
                  "paused": False}  # fmt: skip
-        await redis.set(keys.subscription(sub_id), json.dumps(entry))
-        await redis.set(keys.account(f"a{i}"), json.dumps({"id": f"a{i}", "credentials": "x"}))
+        await redis.hset(keys.subscriptions(channel_id), sub_id, json.dumps(entry))
+        await redis.hset(
+            keys.accounts("paper"), f"a{i}", json.dumps({"id": f"a{i}", "credentials": "x"})
+        )
         await redis.sadd(keys.directory(channel_id, "paper"), sub_id)
-    await redis.sadd(keys.directory_brokers(channel_id), "paper")
+
+
+def new_signal(
+    signal_id: str, channel_id: str, client_id: str = "", sender: str = "prov"
+) -> NewSignal:
+    return NewSignal(signal_id, channel_id, sender, "EURUSD", "CALL", 60, client_id)
 
 
 async def expand(redis: Redis, signal_id: str, channel_id: str, client_id: str = "") -> list[str]:
-    script = redis.register_script(EXPAND)
-    dedupe = keys.dedupe(channel_id, "prov", client_id) if client_id else ""
-    status, body = await script(
-        keys=[keys.channel(channel_id), keys.directory_brokers(channel_id), keys.signal(signal_id),
-              dedupe, keys.RESULTS, keys.ACTIVE, keys.SCHEDULED],
-        args=[signal_id, channel_id, "prov", "EURUSD", "CALL", 60, client_id,
-              keys.SIGNAL_TTL_S, keys.PREFIX, "now", ""],
-    )  # fmt: skip
+    status, body = await scripts.expand(
+        redis, new_signal(signal_id, channel_id, client_id), ["paper"]
+    )
     return [status, body]
 
 
 async def execution_records(redis: Redis) -> list[dict[str, Any]]:
     """Every execution record on the results stream, in order (an entry may hold a batch)."""
-    entries = await redis.xrange(keys.RESULTS)
+    entries: Any = await redis.xrange(keys.RESULTS)
     return [r for _, f in entries if f["kind"] == "execution" for r in records_of(f)]
 
 
 async def beat(redis: Redis, worker: str) -> None:
     await redis.set(keys.worker_heartbeat(worker), "1", px=5000)
+
+
+def gate(*ids: str, max_trades: int = 0) -> list[GateItem]:
+    return [GateItem(i, "5", max_trades_per_day=max_trades) for i in ids]
 
 
 async def test_expand_copies_the_directory_and_counts_it(redis: Redis) -> None:
@@ -61,20 +75,15 @@ async def test_expand_copies_the_directory_and_counts_it(redis: Redis) -> None:
     assert await redis.scard(keys.work("sig1", "paper")) == 250
     assert await redis.hget(keys.signal("sig1"), "status") == "active"
     created, deadline = await redis.hmget(keys.signal("sig1"), "created_ms", "deadline_ms")
-    assert int(deadline) - int(created) == 2000
-    entries = await redis.xrange(keys.RESULTS)
+    assert int(deadline or 0) - int(created or 0) == 2000
+    entries: Any = await redis.xrange(keys.RESULTS)
     assert [e[1]["kind"] for e in entries] == ["signal"]
 
 
 async def test_expand_refuses_strangers_and_dedupes_resends(redis: Redis) -> None:
     await seed_channel(redis, "c1", 3)
-    script = redis.register_script(EXPAND)
-    status, body = await script(
-        keys=[keys.channel("c1"), keys.directory_brokers("c1"), keys.signal("x"), "",
-              keys.RESULTS, keys.ACTIVE],
-        args=["x", "c1", "mallory", "EURUSD", "CALL", 60, "", 60, keys.PREFIX],
-    )  # fmt: skip
-    assert (status, body) == ("err", "forbidden")
+    answer = await scripts.expand(redis, new_signal("x", "c1", sender="mallory"), ["paper"])
+    assert answer == ("err", "forbidden")
     assert not await redis.exists(keys.signal("x"))
     first = await expand(redis, "sig1", "c1", client_id="r1")
     again = await expand(redis, "sig2", "c1", client_id="r1")
@@ -88,21 +97,20 @@ async def test_claims_partition_the_work_and_finish_writes_each_record_once(redi
     a, b = ClaimBook(redis, "wa", "paper"), ClaimBook(redis, "wb", "paper")
     await beat(redis, "wa")
     await beat(redis, "wb")
-    day = keys.utc_day()
     seen: list[str] = []
     for book in (a, b, a, b):
-        signal, claims = await book.claim("sig1", 8, day)
+        signal, claims = await book.claim("sig1", "c1", 8)
         assert signal is not None and signal.asset == "EURUSD"
         seen += [c.subscription_id for c in claims]
         assert all(c.subscription and c.account for c in claims)
-    _, rest = await a.claim("sig1", 100, day)
+    _, rest = await a.claim("sig1", "c1", 100)
     seen += [c.subscription_id for c in rest]
     assert sorted(seen) == sorted(f"s{i}" for i in range(30))
-    _, empty = await b.claim("sig1", 8, day)
+    _, empty = await b.claim("sig1", "c1", 8)
     assert empty == []
 
     # seen[:8] are a's claims, seen[8:16] b's: a may send its own, never b's.
-    verdicts, _ = await a.mark_sending("sig1", [(s, 0, "5") for s in (*seen[:2], seen[8])], day, 0)
+    verdicts, _ = await a.mark_sending("sig1", gate(*seen[:2], seen[8]), utc_day(), 0)
     assert verdicts == ["go", "go", "lost"]
     terminals = [Terminal(s, {"trade_id": s, "status": "placed", "channel_id": "c1"}) for s in seen]
     written = await a.finish("sig1", terminals) + await b.finish("sig1", terminals)
@@ -118,19 +126,20 @@ async def test_finish_queues_settlement_and_remembers_contracts_only_when_asked(
 ) -> None:
     await seed_channel(redis, "c1", 4)
     await expand(redis, "sig1", "c1")
+    signal = SignalInfo.from_hash("sig1", await redis.hgetall(keys.signal("sig1")))  # type: ignore[arg-type]
     remembering = ClaimBook(redis, "wa", "deriv")
     forgetting = ClaimBook(redis, "wb", "paper", remember_contracts=False)
 
-    def placed(sub_id: str, account_id: str) -> Terminal:
-        member = {
-            "trade_id": f"sig1-{sub_id}",
-            "account_id": account_id,
-            "contract_id": f"k{sub_id}",
-        }
-        return Terminal(sub_id, {"trade_id": f"sig1-{sub_id}"}, 1_000, member)
+    def placed(book: ClaimBook, sub_id: str, account_id: str) -> Terminal:
+        claim = Claimed(sub_id, {"user_id": "u", "account_id": account_id}, None)
+        order = order_for(signal, claim, Account(account_id, {}), Decimal("5"))
+        fill = Fill(order.client_order_id, "placed", contract_id=f"k{sub_id}",
+                    stake=Decimal("5"), payout=Decimal("9.25"), broker_time_ms=1_000)  # fmt: skip
+        return book.for_fill(signal, claim, order, fill, utc_day())
 
-    assert await remembering.finish("sig1", [placed("s0", "a0"), placed("s1", "a0")]) == 2
-    assert await forgetting.finish("sig1", [placed("s2", "a2")]) == 1
+    both = [placed(remembering, "s0", "a0"), placed(remembering, "s1", "a0")]
+    assert await remembering.finish("sig1", both) == 2
+    assert await forgetting.finish("sig1", [placed(forgetting, "s2", "a2")]) == 1
     assert await redis.smembers(keys.recorded_contracts("a0")) == {"ks0", "ks1"}
     assert not await redis.exists(keys.recorded_contracts("a2"))
     assert await redis.zcard(keys.settle_queue("deriv")) == 2
@@ -141,9 +150,9 @@ async def test_the_gate_refuses_cancelled_expired_and_lapsed_workers(redis: Redi
     await seed_channel(redis, "c1", 4, delay_ms=60_000)
     await expand(redis, "sig1", "c1")
     book = ClaimBook(redis, "w1", "paper")
-    day = keys.utc_day()
-    _, claims = await book.claim("sig1", 4, day)
-    ids = [(c.subscription_id, 0, "5") for c in claims]
+    day = utc_day()
+    _, claims = await book.claim("sig1", "c1", 4)
+    ids = gate(*(c.subscription_id for c in claims))
 
     verdicts, _ = await book.mark_sending("sig1", ids[:1], day, 0)
     assert verdicts == ["lost"]  # no heartbeat: the reaper may own these claims
@@ -169,32 +178,27 @@ async def test_the_gate_refuses_cancelled_expired_and_lapsed_workers(redis: Redi
 
 async def test_max_trades_per_day_is_counted_atomically(redis: Redis) -> None:
     await seed_channel(redis, "c1", 1, delay_ms=60_000)
-    day = keys.utc_day()
+    day = utc_day()
     book = ClaimBook(redis, "w1", "paper")
     await beat(redis, "w1")
     verdicts = []
     for n in range(3):
         await expand(redis, f"sig{n}", "c1")
-        _, claims = await book.claim(f"sig{n}", 1, day)
-        v, _ = await book.mark_sending(f"sig{n}", [(claims[0].subscription_id, 2, "5")], day, 0)
+        await book.claim(f"sig{n}", "c1", 1)
+        v, _ = await book.mark_sending(f"sig{n}", gate("s0", max_trades=2), day, 0)
         verdicts += v
     assert verdicts == ["go", "go", "max_trades_per_day"]
     assert await redis.hget(keys.daily("s0", day), "trades") == "2"
 
 
 async def test_cancel_ends_waiting_work_and_stops_claimed_work_at_the_gate(redis: Redis) -> None:
-    import pytest
-
-    from signal_hub.cancel import Canceller
-    from signal_hub.errors import Forbidden, NotFound
-
     await seed_channel(redis, "c1", 10, delay_ms=60_000)
     await expand(redis, "sig1", "c1")
     book = ClaimBook(redis, "w1", "paper")
     await beat(redis, "w1")
-    day = keys.utc_day()
-    _, claimed = await book.claim("sig1", 3, day)
-    canceller = Canceller(redis)
+    day = utc_day()
+    _, claimed = await book.claim("sig1", "c1", 3)
+    canceller = Canceller(redis, ["paper"])
 
     with pytest.raises(Forbidden):
         await canceller.cancel("mallory", {"signal_id": "sig1"})
@@ -207,7 +211,7 @@ async def test_cancel_ends_waiting_work_and_stops_claimed_work_at_the_gate(redis
     # A repeated cancel (a resend, or a retry whose answer was lost) gives the same answer.
     assert (await canceller.cancel("prov", {"signal_id": "sig1"}))["cancellable"] == 10
     verdicts, _ = await book.mark_sending(
-        "sig1", [(c.subscription_id, 0, "5") for c in claimed], day, 0
+        "sig1", gate(*(c.subscription_id for c in claimed)), day, 0
     )
     assert verdicts == ["cancelled"] * 3
 

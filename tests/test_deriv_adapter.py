@@ -20,13 +20,23 @@ from loguru import logger
 
 from broker_workers import price_feed
 from broker_workers.adapters import resolve_adapter
-from broker_workers.adapters.base import Account, BrokerAdapter, Order, RejectedError
-from broker_workers.adapters.deriv import DerivBroker, RateBudget, _buy_limits
+from broker_workers.adapters.base import (
+    Account,
+    BrokerAdapter,
+    FatalBrokerError,
+    Order,
+    RejectedError,
+)
+from broker_workers.adapters.deriv.broker import DerivBroker
+from broker_workers.adapters.deriv.client import RateBudget, buy_limits
+from broker_workers.adapters.deriv.errors import error_of
 from broker_workers.deriv_sim.process import RunningSimulator
-from signal_hub.settings import load_settings
+from broker_workers.settings import load_settings
+from core.brokers import CATALOGUE
 from tests.procs import SIM_SEED as SEED
 
 _ids = itertools.count(1)
+SYMBOLS = CATALOGUE["deriv"].capabilities["assets"]
 
 
 def new_broker(sim: RunningSimulator, connections: int | None = None) -> DerivBroker:
@@ -34,13 +44,15 @@ def new_broker(sim: RunningSimulator, connections: int | None = None) -> DerivBr
     settings = load_settings(
         {"APP_ENV": "development", "DERIV_WS_URL": sim.ws_url, "DERIV_APP_ID": "1089"}
     )
+    deriv = replace(settings.deriv, reply_timeout_s=2.0, backoff_base_s=0.05, reconcile_delay_s=0.1)
     if connections is not None:
-        settings = replace(settings, deriv_connections=connections)
-    adapter = DerivBroker(settings)
-    adapter.reply_timeout_s = 2.0
-    adapter.backoff_base_s = 0.05
-    adapter.reconcile_delay_s = 0.1
-    return adapter
+        deriv = replace(deriv, connections=connections)
+    return DerivBroker(replace(settings, deriv=deriv))
+
+
+def tuned(broker: DerivBroker, **tunables: Any) -> None:
+    """Change the adapter's tunables while it runs (its sessions read them as they go)."""
+    broker.connections.settings = replace(broker.connections.settings, **tunables)
 
 
 @pytest.fixture
@@ -106,7 +118,7 @@ def test_registered_and_shaped_like_the_protocol() -> None:
     assert resolve_adapter("deriv") is DerivBroker
     adapter = DerivBroker(load_settings({"APP_ENV": "development"}))
     assert isinstance(adapter, BrokerAdapter)
-    caps = DerivBroker.capabilities
+    caps = CATALOGUE["deriv"].capabilities
     assert caps["min_stake"] == Decimal("0.35")
     assert caps["max_orders_per_request"] == 100
     assert caps["assets"]["EURUSD"] == "frxEURUSD"
@@ -114,6 +126,18 @@ def test_registered_and_shaped_like_the_protocol() -> None:
     assert caps["buys_per_minute"] == 324  # 90 % of the 360 a minute Deriv documents
     assert "app_id=" in adapter.url
     assert len(adapter.sessions) == 2  # DERIV_CONNECTIONS' default
+
+
+def test_what_cannot_work_until_fixed_is_fatal() -> None:
+    """A URL that cannot be Deriv's and the codes that say our side is misconfigured are
+    FatalBrokerError (the worker stops, or the orders fail ``broker_error``), never retried."""
+    settings = load_settings({"APP_ENV": "development", "DERIV_WS_URL": "http://127.0.0.1:1/"})
+    with pytest.raises(FatalBrokerError, match="ws://"):
+        DerivBroker(settings)
+    assert isinstance(error_of("InvalidAppID", "Your app_id is invalid."), FatalBrokerError)
+    assert isinstance(error_of("PermissionDenied", "Permission denied."), FatalBrokerError)
+    rejected = error_of("InsufficientBalance", "Your account balance is insufficient.")
+    assert isinstance(rejected, RejectedError) and rejected.reason == "insufficient_balance"
 
 
 async def test_placed_keeps_the_stake_and_tags_the_purchase(
@@ -249,7 +273,10 @@ async def test_replies_are_matched_by_req_id_not_arrival(
     for o, fill in zip(orders, fills, strict=True):
         assert fill.client_order_id == o.client_order_id
         assert fill.contract_id == str(by_order[o.client_order_id]["contract_id"])
-        assert by_order[o.client_order_id]["symbol"] == DerivBroker.capabilities["assets"][o.asset]
+        assert (
+            by_order[o.client_order_id]["symbol"]
+            == CATALOGUE["deriv"].capabilities["assets"][o.asset]
+        )
 
 
 async def test_dropped_socket_reconnects_and_buys_once(
@@ -408,14 +435,14 @@ async def test_keep_alive_and_reconnect_after_an_idle_close(
     broker: DerivBroker, http: httpx.AsyncClient
 ) -> None:
     me = await make_account(http, "me")
-    broker.ping_interval_s = 0.2
+    tuned(broker, ping_interval_s=0.2)
     await broker.open([me])
     pool = len(broker.sessions)
     await faults(http, idle_timeout_s=1.5)
     await asyncio.sleep(2.5)  # pings keep the sessions open across the idle limit
     assert broker.connections_opened == pool
 
-    broker.ping_interval_s = 600  # no pings for the next connection: the broker drops it
+    tuned(broker, ping_interval_s=600)  # no pings for the next connection: the broker drops it
     await faults(http, idle_timeout_s=0.5)
     await broker.buy([order(me, asset="R_10")])  # forces a message, then the connection idles
     for _ in range(200):
@@ -481,14 +508,14 @@ def test_the_budget_follows_the_group_buy_is_in() -> None:
         max_requestes_general=("rest of calls", 220, 14400),
         max_requests_pricing=("proposal, proposal_open_contract, buy and sell", 360, 14400),
     )
-    assert _buy_limits(current) == (360, 14400)
+    assert buy_limits(current) == (360, 14400)
     older = report(  # buy named in no group: it is among the "rest of calls"
         max_requestes_general=("rest of calls", 180, 14400),
         max_requests_pricing=("proposal and proposal_open_contract", 80, 3600),
     )
-    assert _buy_limits(older) == (180, 14400)
-    assert _buy_limits({"website_status": {}}) is None
-    assert _buy_limits(report(max_requestes_general=("rest of calls", 0, 14400))) is None
+    assert buy_limits(older) == (180, 14400)
+    assert buy_limits({"website_status": {}}) is None
+    assert buy_limits(report(max_requestes_general=("rest of calls", 0, 14400))) is None
 
 
 async def test_each_connection_keeps_to_the_limit_website_status_reports(

@@ -7,18 +7,24 @@ from typing import Any
 import pytest
 from redis.asyncio import Redis
 
-from signal_hub import directory, keys
+from core import keys
+from signal_hub import directory
 from signal_hub.directory import Directory
 from signal_hub.embedded_store import EmbeddedDatabase
 from signal_hub.store import Store, new_id
+
+BROKERS = ["paper", "deriv"]
 
 
 async def snapshot(redis: Redis) -> dict[str, Any]:
     """Every key of the database with its value (sets sorted)."""
     state: dict[str, Any] = {}
     async for key in redis.scan_iter(count=1000):
-        if await redis.type(key) == "set":
+        kind = await redis.type(key)
+        if kind == "set":
             state[key] = sorted(await redis.smembers(key))
+        elif kind == "hash":
+            state[key] = await redis.hgetall(key)
         else:
             state[key] = await redis.get(key)
     return state
@@ -65,7 +71,7 @@ async def test_rebuild_writes_what_the_hub_writes_and_drops_stale_members(
 ) -> None:
     monkeypatch.setattr(directory, "CHUNK", chunk)
     store, chans = await seeded_store(channels=4, subscribers=25)
-    hub = Directory(redis, store)
+    hub = Directory(redis, store, BROKERS)
     for account in await store.broker_accounts.find({}).to_list():
         await hub.put_account(account)
     for channel in chans:
@@ -77,29 +83,26 @@ async def test_rebuild_writes_what_the_hub_writes_and_drops_stale_members(
 
     first, second = chans[0]["_id"], chans[1]["_id"]
     await redis.sadd(keys.directory(first, "paper"), "unsubscribed")
-    await redis.sadd(keys.directory(first, "gonebroker"), "unsubscribed")
-    await redis.sadd(keys.directory_brokers(first), "gonebroker", "paper")
-    await redis.sadd(keys.directory_brokers(second), "deriv")
+    await redis.sadd(keys.directory_spare(second, "deriv"), "unsubscribed")
     counts = await hub.rebuild()
 
     assert counts == {"channels": 4, "accounts": 25, "subscriptions": 25}
     assert await snapshot(redis) == expected
-    assert not await redis.exists(keys.directory(first, "gonebroker"))
     assert await redis.scard(keys.directory(first, "paper")) == 4  # of its 7, 3 are on deriv
     assert await store.subscriptions.count_documents({"channel_id": "gone"}) == 1
 
 
 async def test_rebuild_of_an_emptied_channel_and_an_empty_store(redis: Redis) -> None:
     store, chans = await seeded_store(channels=1, subscribers=2)
-    hub = Directory(redis, store)
+    hub = Directory(redis, store, BROKERS)
     await hub.rebuild()
     await store.subscriptions.delete_many({})
     assert await hub.rebuild() == {"channels": 1, "accounts": 2, "subscriptions": 0}
     channel_id = chans[0]["_id"]
     assert await redis.exists(keys.channel(channel_id))
-    for key in (keys.directory(channel_id, "paper"), keys.directory_brokers(channel_id)):
+    for key in (keys.directory(channel_id, "paper"), keys.directory(channel_id, "deriv")):
         assert not await redis.exists(key)
     await redis.flushdb()
-    empty = Directory(redis, Store(EmbeddedDatabase()))
+    empty = Directory(redis, Store(EmbeddedDatabase()), BROKERS)
     assert await empty.rebuild() == {"channels": 0, "accounts": 0, "subscriptions": 0}
     assert await snapshot(redis) == {}

@@ -17,6 +17,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
+from core import keys
 from tests.chaos import CHAOS_ENV, SIM_FAULTS, Chaos, Verdict, new_channel
 from tests.client import live
 from tests.conftest import LOG_DIR, UNIT_DB
@@ -112,15 +113,22 @@ async def test_deriv_drops_connections_after_the_debit(chaos: Chaos) -> None:
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM])
 async def test_hub_stopped_while_results_are_in_flight(chaos: Chaos, sig: int) -> None:
     """The hub goes down while executions stream in; the one that comes back (another consumer)
-    writes every result to the store, once."""
-    watcher = await chaos.watcher()
-    ack = await chaos.send(watcher)
-    await asyncio.sleep(0.1)
-    chaos.kill_hub(sig)
-    await watcher.close()
-    chaos.restart_hub()
-    verdict = chaos.verify(ack["signal_id"], ack["fanout"]["total"], timeout=30)
+    writes every result to the store, once. The watcher stays connected through it (reconnecting
+    to the new hub): every execution it is shown is in the store already when it arrives, and a
+    repeat (re-emitted on takeover) carries the same trade_id."""
+    watcher = await chaos.watcher(checked=True, reconnect=True)
+    try:
+        ack = await chaos.send(watcher)
+        await asyncio.sleep(0.1)
+        chaos.kill_hub(sig)
+        chaos.restart_hub()
+        verdict = await asyncio.to_thread(
+            chaos.verify, ack["signal_id"], ack["fanout"]["total"], watcher, 30, None, True
+        )
+    finally:
+        await watcher.close()
     assert_held(verdict, f"hub {signal.Signals(sig).name}")
+    assert watcher.unstored == [], watcher.unstored
 
 
 async def test_sigterm_hands_work_over_and_loses_nothing(chaos: Chaos) -> None:
@@ -139,7 +147,7 @@ async def test_sigterm_hands_work_over_and_loses_nothing(chaos: Chaos) -> None:
         await watcher.close()
     assert_held(verdict, "SIGTERM")
     assert verdict.statuses == {"placed": 24}, verdict.statuses
-    assert chaos.redis.zcard("ctc:orphans") == 0
+    assert chaos.redis.zcard(keys.ORPHANS) == 0
 
 
 async def test_cancel_reaches_every_worker_of_every_broker(chaos: Chaos) -> None:

@@ -25,13 +25,10 @@ import socketio
 import websockets
 from cryptography.fernet import Fernet
 
-from signal_hub import keys
-from signal_hub.settings import (
-    DEV_CREDENTIALS_KEY,
-    DEV_JWT_SECRET,
-    ConfigurationError,
-    load_settings,
-)
+from broker_workers.settings import load_settings as load_worker_settings
+from core import keys
+from core.settings import DEV_CREDENTIALS_KEY, DEV_JWT_SECRET, ConfigurationError
+from signal_hub.settings import load_settings
 from tests.client import Api, assert_error, live, new_email
 from tests.conftest import LOG_DIR, UNIT_DB
 from tests.procs import ROOT, System, free_port, redis_url, running_system, wait_until
@@ -121,13 +118,15 @@ def test_good_secrets_are_taken_and_development_says_what_it_is() -> None:
 
 
 @pytest.mark.parametrize(
-    "argv",
+    ("argv", "refused"),
     [
-        ["-m", "uvicorn", "signal_hub.app:app", "--port", "0"],
-        ["-m", "broker_workers.reaper"],
+        (["-m", "uvicorn", "signal_hub.app:app", "--port", "0"], "JWT_SECRET is not set"),
+        (["-m", "broker_workers.reaper"], None),
     ],
 )
-def test_a_process_with_refused_secrets_stops_with_one_line(argv: list[str]) -> None:
+def test_a_process_with_refused_secrets_stops_with_one_line(
+    argv: list[str], refused: str | None
+) -> None:
     env = {k: v for k, v in os.environ.items() if k not in ("JWT_SECRET", "MONGODB_URL")}
     env.update(APP_ENV="Production", BROKER_CREDENTIALS_KEY=DEV_CREDENTIALS_KEY.decode())
     done = subprocess.run(
@@ -135,9 +134,22 @@ def test_a_process_with_refused_secrets_stops_with_one_line(argv: list[str]) -> 
     )
     assert done.returncode == 2, done.stderr
     assert "configuration refused: " in done.stderr
-    assert "JWT_SECRET is not set" in done.stderr
     assert "contains the published development key" in done.stderr
+    if refused is not None:
+        assert refused in done.stderr
+    else:  # a worker needs neither the store nor the token key
+        assert "JWT_SECRET" not in done.stderr and "MONGODB_URL" not in done.stderr
     assert "Traceback" not in done.stderr and DEV_CREDENTIALS_KEY.decode() not in done.stderr
+
+
+def test_a_worker_runs_without_the_hubs_secrets() -> None:
+    """Workers and the reaper talk to neither the store nor the token signer: in production they
+    need only the credentials key."""
+    key = Fernet.generate_key().decode()
+    settings = load_worker_settings({"APP_ENV": "production", "BROKER_CREDENTIALS_KEY": key})
+    assert not settings.development and str(settings.broker_credentials_key) == key
+    with pytest.raises(ConfigurationError, match="BROKER_CREDENTIALS_KEY is not set"):
+        load_worker_settings({"APP_ENV": "production"})
 
 
 # --- 3. passwords in logs --------------------------------------------------------------------

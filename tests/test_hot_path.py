@@ -7,6 +7,7 @@ import asyncio
 from collections import Counter
 from typing import Any
 
+import pytest
 import redis as sync_redis
 
 from tests.client import Api, User, live
@@ -98,10 +99,11 @@ async def test_refusals_end_as_records_with_reasons(system: System, api: Api) ->
     capped, _, _ = api.subscriber(channel["id"], limits={"max_trades_per_day": 1})
     percent, _, _ = api.subscriber(channel["id"], stake={"mode": "percent", "percent": 2.5})
     # Today's realized loss of one subscriber, as settlement records it, already at the limit.
-    from signal_hub import keys
+    from core import keys
+    from core.clock import utc_day
 
     r = sync_redis.Redis.from_url(redis_url(system.db))
-    r.hset(keys.daily(loser_sub["id"], keys.utc_day()), "loss", 75)
+    r.hset(keys.daily(loser_sub["id"], utc_day()), "loss", 75)
 
     watcher = await live(system.base_url, "/provider", provider)
     try:
@@ -202,19 +204,25 @@ async def test_bad_signals_get_clear_errors_and_fan_out_nothing(system: System, 
 
 
 async def test_socket_refuses_missing_or_forged_tokens(system: System, api: Api) -> None:
+    """Refused by the hub, for the token's sake: the refusal carries the contract's error (a hub
+    that is down, or any other failure to connect, would not)."""
     import socketio
 
     provider = api.signup("provider")
-    for auth in (None, {"token": "nope"}, {"token": provider.refresh_token}):
+    cases = [(None, "missing_token"), ({"token": "nope"}, "invalid_token"),
+             ({"token": provider.refresh_token}, "invalid_token")]  # fmt: skip
+    for auth, code in cases:
         client = socketio.AsyncClient(reconnection=False)
+        refusals: list[Any] = []
+        client.on("connect_error", refusals.append, namespace="/provider")
         try:
-            await client.connect(system.base_url, namespaces=["/provider"], auth=auth,
-                                 transports=["websocket"], wait_timeout=5)  # fmt: skip
-            raise AssertionError(f"connected with {auth}")
-        except socketio.exceptions.ConnectionError:
-            pass
+            with pytest.raises(socketio.exceptions.ConnectionError):
+                await client.connect(system.base_url, namespaces=["/provider"], auth=auth,
+                                     transports=["websocket"], wait_timeout=5)  # fmt: skip
         finally:
             await client.disconnect()
+        # the hub's refusal (python-socketio passes it as its message), naming the code
+        assert len(refusals) == 1 and code in str(refusals[0]), (auth, refusals)
 
 
 async def test_settlement_updates_trades_stats_and_subscriber_feed(

@@ -11,19 +11,29 @@ from collections.abc import Iterator
 import pytest
 from loguru import logger
 
-from signal_hub.logs import configure_logging, redact
-from signal_hub.settings import load_settings
+from core.logs import configure_logging, redact
+from core.settings import load_common as load_settings
+
+
+@pytest.fixture(autouse=True)
+def restored_logging() -> Iterator[None]:
+    """Each test may reconfigure the process's logging (loguru's and the standard library's
+    global state); the next test finds it as it was."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield
+    logger.remove()
+    logger.configure(patcher=lambda record: None, extra={})
+    logger.add(sys.stderr)
+    root.handlers[:], root.level = handlers, level
 
 
 def capture(message: str, **extra: object) -> str:
     sink = io.StringIO()
     logger.remove()
     logger.configure(patcher=redact)
-    handler = logger.add(sink, format="{message} | {extra}")
-    try:
-        logger.bind(**extra).info(message)
-    finally:
-        logger.remove(handler)
+    logger.add(sink, format="{message} | {extra}")
+    logger.bind(**extra).info(message)
     return sink.getvalue()
 
 
@@ -41,19 +51,10 @@ def test_tokens_passwords_and_credentials_are_masked() -> None:
 
 
 @pytest.fixture
-def configured(capfd: pytest.CaptureFixture[str]) -> Iterator[pytest.CaptureFixture[str]]:
-    """The process logging of a real component, undone after the test (loguru's and the
-    standard library's global state both)."""
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
+def configured(capfd: pytest.CaptureFixture[str]) -> pytest.CaptureFixture[str]:
+    """The process logging of a real component (undone by ``restored_logging``)."""
     configure_logging(load_settings({"APP_ENV": "development"}), "test")
-    try:
-        yield capfd
-    finally:
-        logger.remove()
-        logger.configure(patcher=lambda record: None, extra={})
-        logger.add(sys.stderr)
-        root.handlers[:], root.level = handlers, level
+    return capfd
 
 
 def test_a_traceback_shows_no_local_values_and_is_redacted(

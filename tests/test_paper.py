@@ -10,9 +10,10 @@ import pytest
 from redis.asyncio import Redis
 
 from broker_workers.adapters.base import Account, Order
-from broker_workers.adapters.paper import CONTRACTS, PaperBroker
+from broker_workers.adapters.paper.broker import PaperBroker
+from broker_workers.adapters.paper.ledger import CONTRACTS
 from broker_workers.price_feed import price, settle
-from signal_hub.settings import load_settings
+from broker_workers.settings import load_settings
 
 
 @pytest.fixture
@@ -88,7 +89,7 @@ async def test_settlement_follows_the_feed_and_credits_once(
     # Move the contract's expiry into the past, as time would.
     import json
 
-    contract = json.loads(await redis.hget(CONTRACTS, fill.contract_id))
+    contract = json.loads(await redis.hget(CONTRACTS, fill.contract_id) or "{}")
     contract["bought_ms"] -= 120_000
     contract["expiry_ms"] -= 120_000
     await redis.hset(CONTRACTS, fill.contract_id, json.dumps(contract))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import redis as sync_redis
 from redis.asyncio import Redis
 
-from signal_hub import keys
+from core import keys
 from signal_hub.presence import Presence
 from tests.client import Api, live
 from tests.procs import System, redis_url, wait_until

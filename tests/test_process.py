@@ -5,11 +5,13 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
-from broker_workers.adapters.paper import PaperBroker
-from broker_workers.claims import Claim
 from broker_workers.process import Refusal, precheck, stake_for
+from core.brokers import CATALOGUE, Capabilities
+from core.records import SignalInfo
+from core.scripts import Claimed
 
-CAPS = PaperBroker.capabilities
+CAPS = CATALOGUE["paper"].capabilities
+SIGNAL = SignalInfo("sig", "c1", "EURUSD", "CALL", 60, 0, 2000, "active")
 
 
 def sub(stake: dict[str, Any], **limits: Any) -> dict[str, Any]:
@@ -39,19 +41,26 @@ def test_percent_needs_a_balance_and_minimums_hold() -> None:
     )
 
 
-def claim(entry: dict[str, Any] | None, trades: int = 0, loss: float = 0.0) -> Claim:
-    return Claim("s1", entry, {"id": "a"}, trades, loss)
+def claim(entry: dict[str, Any] | None) -> Claimed:
+    return Claimed("s1", entry, {"id": "a"})
 
 
 def test_precheck_reasons() -> None:
     fixed = {"mode": "fixed", "amount": 5}
-    assert precheck(claim(None)) == Refusal("skipped", "unsubscribed")
-    assert precheck(claim({**sub(fixed), "paused": True})) == Refusal("skipped", "paused")
-    assert precheck(claim(sub(fixed, daily_loss_limit=50), loss=50)) == Refusal(
-        "rejected", "daily_loss_limit"
-    )
-    assert precheck(claim(sub(fixed, daily_loss_limit=50), loss=49.99)) is None
-    assert precheck(claim(sub(fixed, max_trades_per_day=3), trades=3)) == Refusal(
-        "rejected", "max_trades_per_day"
-    )
-    assert precheck(Claim("s1", sub(fixed), None, 0, 0)) == Refusal("failed", "account_missing")
+    assert precheck(claim(None), SIGNAL, CAPS) == Refusal("skipped", "unsubscribed")
+    paused = claim({**sub(fixed), "paused": True})
+    assert precheck(paused, SIGNAL, CAPS) == Refusal("skipped", "paused")
+    assert precheck(claim(sub(fixed)), SIGNAL, CAPS) is None
+    missing = Claimed("s1", sub(fixed), None)
+    assert precheck(missing, SIGNAL, CAPS) == Refusal("failed", "account_missing")
+
+
+def test_what_the_broker_does_not_offer_is_refused_by_its_capabilities() -> None:
+    fixed = claim(sub({"mode": "fixed", "amount": 5}))
+    short = Capabilities({**CAPS, "min_expiry_s": 120, "assets": {"R_100": "R_100"}})
+    assert precheck(fixed, SIGNAL, short) == Refusal("rejected", "asset_not_offered")
+    r_100 = SignalInfo("sig", "c1", "R_100", "CALL", 60, 0, 2000, "active")
+    assert precheck(fixed, r_100, short) == Refusal("rejected", "expiry_not_offered")
+    assert precheck(fixed, r_100, Capabilities({**short, "min_expiry_s": 60})) is None
+    big = sub({"mode": "fixed", "amount": 80})
+    assert stake_for(big, None, Capabilities({**CAPS, "max_stake": Decimal(50)})) == Decimal(50)

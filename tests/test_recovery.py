@@ -5,18 +5,22 @@ from __future__ import annotations
 
 import json
 from decimal import Decimal
+from typing import Any
 
 from redis.asyncio import Redis
 
 from broker_workers.adapters.base import Account
-from broker_workers.adapters.paper import PaperBroker
-from broker_workers.claims import Claim, ClaimBook, release, signal_info
-from broker_workers.drain import order_for
+from broker_workers.adapters.paper.broker import PaperBroker
+from broker_workers.claims import ClaimBook
+from broker_workers.process import order_for
 from broker_workers.reaper import Reaper
-from signal_hub import keys
-from signal_hub.crypto import CredentialsBox
-from signal_hub.settings import load_settings
-from tests.test_claims import beat, execution_records, expand, seed_channel
+from broker_workers.settings import load_settings
+from core import keys
+from core.clock import now_ms, utc_day
+from core.crypto import CredentialsBox
+from core.records import SignalInfo
+from core.scripts import Claimed, release
+from tests.test_claims import beat, execution_records, expand, gate, seed_channel
 
 
 async def executions(redis: Redis) -> dict[str, dict[str, object]]:
@@ -27,7 +31,7 @@ async def executions(redis: Redis) -> dict[str, dict[str, object]]:
 
 
 async def claim_all(redis: Redis, book: ClaimBook, signal_id: str) -> list[str]:
-    _, claims = await book.claim(signal_id, 100, keys.utc_day())
+    _, claims = await book.claim(signal_id, "c1" if signal_id == "sig1" else "c2", 100)
     return [c.subscription_id for c in claims]
 
 
@@ -37,16 +41,16 @@ async def test_release_hands_back_unsent_and_orphans_sent_claims(redis: Redis) -
     book = ClaimBook(redis, "w1", "paper")
     await beat(redis, "w1")
     ids = await claim_all(redis, book, "sig1")
-    verdicts, _ = await book.mark_sending("sig1", [(i, 0, "5") for i in ids[:2]], keys.utc_day(), 0)
+    verdicts, _ = await book.mark_sending("sig1", gate(*ids[:2]), utc_day(), 0)
     assert verdicts == ["go", "go"]
 
     # Alive: the reaper's call leaves it alone.
-    args = {"send_margin_ms": 0, "reconcile_after_ms": 1000}
-    assert await release(redis, "w1", only_if_dead=True, **args) == []
+    args: Any = {"send_margin_ms": 0, "reconcile_after_ms": 1000}
+    assert await release(redis, worker_id="w1", only_if_dead=True, **args) == []
     assert await redis.scard(keys.claims("w1")) == 6
 
     await redis.delete(keys.worker_heartbeat("w1"))
-    assert await release(redis, "w1", only_if_dead=True, **args) == [("sig1", "paper")]
+    assert await release(redis, worker_id="w1", only_if_dead=True, **args) == [("sig1", "paper")]
     assert await redis.scard(keys.claims("w1")) == 0
     assert sorted(await redis.smembers(keys.work("sig1", "paper"))) == sorted(ids[2:])
     states = await redis.hgetall(keys.state("sig1"))
@@ -58,7 +62,7 @@ async def test_release_hands_back_unsent_and_orphans_sent_claims(redis: Redis) -
     # Handed back claims are claimable again, by anyone; the dead worker's gate says lost.
     other = ClaimBook(redis, "w2", "paper")
     assert sorted(await claim_all(redis, other, "sig1")) == sorted(ids[2:])
-    verdicts, _ = await book.mark_sending("sig1", [(ids[2], 0, "5")], keys.utc_day(), 0)
+    verdicts, _ = await book.mark_sending("sig1", gate(ids[2]), utc_day(), 0)
     assert verdicts == ["lost"]
     assert await executions(redis) == {}
 
@@ -71,12 +75,14 @@ async def test_release_ends_cancelled_and_late_claims_skipped(redis: Redis) -> N
     book = ClaimBook(redis, "w1", "paper")
     late = await claim_all(redis, book, "sig1")
     cancelled = await claim_all(redis, book, "sig2")
-    await redis.hset(keys.signal("sig1"), "deadline_ms", keys.now_ms() + 100)
+    await redis.hset(keys.signal("sig1"), "deadline_ms", now_ms() + 100)
     await redis.hset(keys.signal("sig2"), "status", "cancelled")
 
     # Within the send margin of the deadline counts as late: no worker could send it now.
     assert (
-        await release(redis, "w1", only_if_dead=True, send_margin_ms=150, reconcile_after_ms=0)
+        await release(
+            redis, worker_id="w1", only_if_dead=True, send_margin_ms=150, reconcile_after_ms=0
+        )
         == []
     )
     records = await executions(redis)
@@ -85,7 +91,9 @@ async def test_release_ends_cancelled_and_late_claims_skipped(redis: Redis) -> N
         **{f"sig2-{i}": ("skipped", "cancelled") for i in cancelled},
     }
     # Released twice (two reapers): nothing new.
-    await release(redis, "w1", only_if_dead=True, send_margin_ms=150, reconcile_after_ms=0)
+    await release(
+        redis, worker_id="w1", only_if_dead=True, send_margin_ms=150, reconcile_after_ms=0
+    )
     assert len(await executions(redis)) == 5
 
 
@@ -100,7 +108,7 @@ async def test_reaper_expires_unclaimed_work_past_its_deadline(
 ) -> None:
     await seed_channel(redis, "c1", 4, delay_ms=60_000)
     await expand(redis, "sig1", "c1")
-    await redis.zadd(keys.ACTIVE, {"sig1|paper": keys.now_ms() - 1})
+    await redis.zadd(keys.ACTIVE, {"sig1|paper": now_ms() - 1})
     reaper = reaper_for(unit_redis_url)
     try:
         await reaper.run_once()
@@ -120,34 +128,34 @@ async def test_reaper_reconciles_orphans_with_the_broker(redis: Redis, unit_redi
     did not. The reaper must record the first as placed (with the broker's contract) and the
     second as expired, once each, and give its counted trade back."""
     reaper = reaper_for(unit_redis_url)
-    box = CredentialsBox(reaper.settings)
+    box = CredentialsBox(reaper.settings.broker_credentials_key)
     await seed_channel(redis, "c1", 2, delay_ms=60_000)
     for i in range(2):
         entry = {"id": f"a{i}", "credentials": box.seal({}), "currency": "USD"}
-        await redis.set(keys.account(f"a{i}"), json.dumps(entry))
-        sub = json.loads(await redis.get(keys.subscription(f"s{i}")) or "{}")
+        await redis.hset(keys.accounts("paper"), f"a{i}", json.dumps(entry))
+        sub = json.loads(await redis.hget(keys.subscriptions("c1"), f"s{i}") or "{}")
         sub["limits"] = {"max_trades_per_day": 3}
-        await redis.set(keys.subscription(f"s{i}"), json.dumps(sub))
+        await redis.hset(keys.subscriptions("c1"), f"s{i}", json.dumps(sub))
     await expand(redis, "sig1", "c1")
     book = ClaimBook(redis, "w1", "paper")
     await beat(redis, "w1")
     ids = sorted(await claim_all(redis, book, "sig1"))
-    day = keys.utc_day()
-    assert (await book.mark_sending("sig1", [(i, 3, "5") for i in ids], day, 0))[0] == ["go"] * 2
+    day = utc_day()
+    assert (await book.mark_sending("sig1", gate(*ids, max_trades=3), day, 0))[0] == ["go"] * 2
 
     # The worker bought for the first subscriber, then died before recording anything.
     broker = PaperBroker(reaper.settings)
     await broker.open([])
-    signal = signal_info("sig1", await redis.hgetall(keys.signal("sig1")))
-    sub = json.loads(await redis.get(keys.subscription(ids[0])) or "{}")
-    claim = Claim(ids[0], sub, {"id": "a0"}, 0, 0.0)
+    signal = SignalInfo.from_hash("sig1", await redis.hgetall(keys.signal("sig1")))  # type: ignore[arg-type]
+    sub = json.loads(await redis.hget(keys.subscriptions("c1"), ids[0]) or "{}")
+    claim = Claimed(ids[0], sub, {"id": "a0"})
     [fill] = await broker.buy([order_for(signal, claim, Account("a0", {}), Decimal("5"))])
     assert fill.status == "placed"
     await broker.close()
 
     await redis.sadd(keys.workers("paper"), "w1")  # as its runtime registered it
     await redis.delete(keys.worker_heartbeat("w1"))
-    await redis.hset(keys.signal("sig1"), "deadline_ms", keys.now_ms() - 5000)
+    await redis.hset(keys.signal("sig1"), "deadline_ms", now_ms() - 5000)
     try:
         await reaper.run_once()  # adopt: both become orphans, due at once (deadline long past)
         await reaper.run_once()  # reconcile
@@ -160,7 +168,8 @@ async def test_reaper_reconciles_orphans_with_the_broker(redis: Redis, unit_redi
     assert bought["status"] == "placed" and bought["contract_id"] == fill.contract_id
     assert (never["status"], never["reason"]) == ("skipped", "expired")
     assert await redis.zcard(keys.ORPHANS) == 0
-    waiting = [json.loads(m) for m in await redis.zrange(keys.settle_queue("paper"), 0, -1)]
+    queued: Any = await redis.zrange(keys.settle_queue("paper"), 0, -1)
+    waiting = [json.loads(m) for m in queued]
     assert [(m["trade_id"], m["contract_id"]) for m in waiting] == [
         (f"sig1-{ids[0]}", fill.contract_id)
     ]

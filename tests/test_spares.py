@@ -10,9 +10,11 @@ from typing import Any
 
 from redis.asyncio import Redis
 
-from signal_hub import keys
+from core import keys
+from core.brokers import capabilities_of
+from core.clock import now_ms
+from core.dispatch import Dispatcher
 from signal_hub.directory import Directory
-from signal_hub.dispatch import Dispatcher
 from signal_hub.embedded_store import EmbeddedDatabase
 from signal_hub.intake import Intake
 from signal_hub.store import Store
@@ -39,8 +41,8 @@ async def test_the_next_signal_takes_the_spare_and_a_change_throws_it_away(
 ) -> None:
     await seed_channel(redis, "c1", 30)
     dispatcher = Dispatcher(unit_redis_url, 100)
-    intake = Intake(redis, dispatcher, {"EURUSD"})
-    directory = Directory(redis, Store(EmbeddedDatabase()))
+    intake = Intake(redis, dispatcher, capabilities_of(["paper"]), 3600)
+    directory = Directory(redis, Store(EmbeddedDatabase()), ["paper"])
     spare = keys.directory_spare("c1", "paper")
     everyone = {f"s{i}" for i in range(30)}
 
@@ -65,9 +67,9 @@ async def test_the_next_signal_takes_the_spare_and_a_change_throws_it_away(
 async def test_the_spare_waits_until_the_work_is_claimed(redis: Redis, unit_redis_url: str) -> None:
     await seed_channel(redis, "c1", 10)
     dispatcher = Dispatcher(unit_redis_url, 100)
-    intake = Intake(redis, dispatcher, {"EURUSD"})
+    intake = Intake(redis, dispatcher, capabilities_of(["paper"]), 3600)
     await fanout(redis, "sig1")
-    deadline_ms = keys.now_ms() + 30_000
+    deadline_ms = now_ms() + 30_000
     making = asyncio.create_task(intake.prepare_spares("c1", "sig1", ["paper"], deadline_ms))
     await asyncio.sleep(0.3)
     assert not making.done() and not await redis.exists(keys.directory_spare("c1", "paper"))

@@ -182,7 +182,7 @@ async def test_bulk_set_by_id_matches_update_one(store: Store) -> None:
     assert await bulk.find({}).sort("_id", 1).to_list() == (
         await single.find({}).sort("_id", 1).to_list()
     )
-    fields[0]["payout"]["amount"] = 0  # the store holds its own copies
+    fields[0]["payout"]["amount"] = 0  # type: ignore[index]  # the store holds its own copies
     assert (await bulk.find_one({"_id": "t0"}) or {})["payout"]["amount"] == 4.6
 
 

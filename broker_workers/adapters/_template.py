@@ -1,8 +1,17 @@
-"""A template adapter: copy this file to ``<broker>.py`` and fill in the five methods.
+"""A template adapter: copy this file to ``<broker>.py`` (a package, like ``deriv/``, once it grows)
+and fill in the methods.
 
-Then add one line to ``ADAPTERS`` in ``broker_workers/adapters/__init__.py`` and one
-``worker_<broker>`` line to the Procfile. ``deriv.py`` is a complete example over a WebSocket,
-``paper.py`` one over Redis.
+Then:
+
+1. add the broker to ``CATALOGUE`` in ``core/brokers.py``: the dotted path of your class and its
+   capabilities (what it supports, as data: stakes, expiries, orders per request, assets and
+   their symbols, the credentials an account needs, whether it reports balances);
+2. add a ``worker_<broker>`` line to the Procfile;
+3. add a factory for it to ``tests/test_adapter_conformance.py`` and make that suite green: it
+   checks every rule below against your broker (or a sandbox of it). ``tests/memory_broker.py``
+   is this template filled in over an in-memory book, and passes it.
+
+``deriv/`` is a complete example over a WebSocket, ``paper/`` one over Redis.
 
 The rules every adapter keeps (the generic code relies on them):
 
@@ -10,8 +19,9 @@ The rules every adapter keeps (the generic code relies on them):
   and each refusal becomes ``Fill(status="rejected", reason=...)`` with one of the contract's
   reasons (``insufficient_balance``, ``market_closed``, ``invalid_token``, ...).
 - Never buy after ``order.deadline_ms``. Never buy twice: a request sent without an answer is
-  looked up with :meth:`find_purchase` before any retry. Tag each purchase with
-  ``order.client_order_id`` if the broker keeps a client tag, so that the lookup is exact.
+  looked up with :meth:`find_purchase` before any retry, and the same client order id bought
+  again returns the first purchase. Tag each purchase with ``order.client_order_id`` if the broker
+  keeps a client tag, so that the lookup is exact.
 - Credentials (``account.credentials``) never reach a log line or an exception message.
 """
 
@@ -20,39 +30,21 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import ClassVar
 
-from broker_workers.adapters.base import (
-    DEFAULT_CAPABILITIES,
-    Account,
-    Capabilities,
-    Fill,
-    Order,
-    Outcome,
-)
-from signal_hub.settings import Settings
+from broker_workers.adapters.base import Account, Fill, Order, Outcome
+from broker_workers.settings import WorkerSettings
 
 
 class TemplateBroker:
-    name: ClassVar[str] = "template"  # the registry name, the queue is ``broker.<name>``
-    # What the broker supports, as data; generic code reads this instead of asking "which broker".
-    capabilities: ClassVar[Capabilities] = Capabilities(
-        {
-            **DEFAULT_CAPABILITIES,
-            "min_stake": Decimal("1"),
-            "max_orders_per_request": 1,  # >1 if the broker buys for many accounts at once
-            "buys_per_minute": 60,  # your share of the broker's rate limit; 0 = none
-            "assets": {"EURUSD": "EURUSD"},  # canonical name -> the broker's own symbol
-            "credential_fields": ("api_key",),  # what a subscriber must give us
-            # True if find_purchase can only match a purchase by its details (no id of ours)
-            "finds_purchases_by_details": False,
-        }
-    )
+    name: ClassVar[str] = "template"  # the catalogue's name; the queue is ``broker.<name>``
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: WorkerSettings) -> None:
         # Read what you need from settings once; open nothing here (no event loop yet).
         self.settings = settings
 
     async def open(self, accounts: list[Account]) -> None:
-        """Required. Connect and log in ahead of signals, so no purchase waits for a login."""
+        """Required. Connect and log in ahead of signals, so no purchase waits for a login.
+        Raise ``FatalBrokerError`` when the configuration cannot work (the worker stops),
+        ``TemporaryBrokerError`` when the broker cannot be reached now."""
         raise NotImplementedError
 
     async def close(self) -> None:
@@ -60,9 +52,9 @@ class TemplateBroker:
         raise NotImplementedError
 
     async def buy(self, orders: list[Order]) -> list[Fill]:
-        """Required. One Fill per order, in order. Refusals are Fills; a request sent without an
-        answer that you could not reconcile raises ``AmbiguousPurchase``; trouble before
-        anything was sent raises ``TemporaryBrokerError``."""
+        """Required. One Fill per order, in order, at most ``max_orders_per_request`` of them.
+        Refusals are Fills; a request sent without an answer that you could not reconcile raises
+        ``AmbiguousPurchase``; trouble before anything was sent raises ``TemporaryBrokerError``."""
         raise NotImplementedError
 
     async def find_purchase(self, order: Order) -> Fill | None:
@@ -76,5 +68,6 @@ class TemplateBroker:
         raise NotImplementedError
 
     async def balances(self, accounts: list[Account]) -> dict[str, Decimal]:
-        """Optional (may raise ``NotImplementedError``): needed only for percent stakes."""
+        """Required if the capabilities say ``reports_balances`` (percent stakes need it);
+        never called otherwise."""
         raise NotImplementedError

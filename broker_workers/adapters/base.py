@@ -2,50 +2,32 @@
 
 A broker adapter turns our orders into purchases on one broker and answers three questions about
 them later (did it happen, how did it end, what is the balance). Generic code (the drain, the
-settlement loop, the reaper) talks only to this surface and reads :class:`Capabilities` instead of
-asking which broker it is.
+settlement loop, the reaper) talks only to this surface and reads the broker's capabilities
+(:mod:`core.brokers`) instead of asking which broker it is.
+
+Errors: every failure an adapter lets out is a :class:`BrokerError` (the broker's own become ours at
+the boundary, ``raise ... from``), and each maps to one trade reason:
+
+- :class:`TemporaryBrokerError` (``broker_unreachable``; :class:`RateLimitedError`:
+  ``rate_limited``): nothing was bought; trying again later may work.
+- :class:`AmbiguousPurchase`: a purchase was sent and no answer came; the caller asks
+  :meth:`BrokerAdapter.find_purchase` before anything else, never buys again blindly.
+- :class:`RejectedError` (its own reason): the broker said no to this request.
+- :class:`FatalBrokerError` (``broker_error``): the adapter cannot work until someone fixes its
+  configuration (a refused app id or credentials of ours, a ledger that refuses our script);
+  nothing was bought. Raised by ``open`` it stops the worker; raised by ``buy`` it fails the
+  orders and is logged as an error.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import ClassVar, Literal, Protocol, TypedDict, runtime_checkable
+from typing import ClassVar, Literal, Protocol, runtime_checkable
 
 Direction = Literal["CALL", "PUT"]
 FillStatus = Literal["placed", "rejected", "skipped", "failed"]
 SettlementOutcome = Literal["won", "lost", "refund"]
-
-
-class Capabilities(TypedDict):
-    """What a broker supports, as data (read by generic code, never ``if broker == ...``)."""
-
-    min_stake: Decimal
-    max_stake: Decimal
-    min_expiry_s: int
-    max_expiry_s: int
-    max_orders_per_request: int  # 1 = one purchase per request; >1 = multi-account buys
-    buys_per_minute: int  # rate budget per worker connection; 0 = unlimited
-    currency: str
-    assets: dict[str, str]  # canonical asset name -> the broker's own symbol
-    credential_fields: tuple[str, ...]  # what a subscriber must give to connect an account
-    # find_purchase matches a purchase by its details (the broker keeps no id of ours): the
-    # contracts already recorded for an account must then be remembered, to be excluded
-    finds_purchases_by_details: bool
-
-
-DEFAULT_CAPABILITIES = Capabilities(
-    min_stake=Decimal("1"),
-    max_stake=Decimal("50000"),
-    min_expiry_s=15,
-    max_expiry_s=24 * 3600,
-    max_orders_per_request=1,
-    buys_per_minute=0,
-    currency="USD",
-    assets={},
-    credential_fields=(),
-    finds_purchases_by_details=False,
-)
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,14 +86,15 @@ class Outcome:
 class BrokerAdapter(Protocol):
     """One broker. Instances live as long as their worker process and keep sessions warm.
 
-    Constructed as ``AdapterClass(settings)``; everything else comes through the methods.
+    Constructed as ``AdapterClass(settings)`` (:class:`broker_workers.settings.WorkerSettings`);
+    everything else comes through the methods.
 
     Required: ``open``, ``close``, ``buy``, ``find_purchase``, ``outcome``.
-    Optional (may raise ``NotImplementedError``): ``balances``, needed only for percent stakes.
+    Required when the broker's capabilities say ``reports_balances`` (percent stakes need it):
+    ``balances``; never called otherwise.
     """
 
     name: ClassVar[str]
-    capabilities: ClassVar[Capabilities]
 
     async def open(self, accounts: list[Account]) -> None:
         """Connect and authorize ahead of signals, so that no purchase waits for a login."""
@@ -125,7 +108,7 @@ class BrokerAdapter(Protocol):
         Per-order refusals are Fills with status ``rejected``; whole-request trouble that leaves
         the outcome unknown raises :class:`AmbiguousPurchase` (sent, no answer) so that the caller
         reconciles before retrying; trouble before anything was sent raises
-        :class:`TemporaryBrokerError`.
+        :class:`TemporaryBrokerError`. Never more orders than ``max_orders_per_request``.
         """
         ...
 
@@ -176,6 +159,7 @@ class RejectedError(BrokerError):
 
 
 class FatalBrokerError(BrokerError):
-    """Misconfiguration or a broken protocol: the adapter cannot work until fixed."""
+    """Misconfiguration or a broken protocol: the adapter cannot work until fixed; nothing was
+    bought."""
 
     reason = "broker_error"

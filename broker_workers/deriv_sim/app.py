@@ -34,8 +34,8 @@ from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket
 
 from broker_workers.deriv_sim import api
+from broker_workers.deriv_sim.settings import get_settings
 from broker_workers.deriv_sim.state import Faults, Plan, SimError, Simulator, money
-from signal_hub.settings import get_settings
 
 SIM = Simulator(price_seed=get_settings().price_seed)
 CONNECTIONS: set[Connection] = set()
@@ -252,7 +252,7 @@ def _account_spec(data: dict[str, Any]) -> tuple[str, Decimal, str]:
     return token, balance.quantize(Decimal("0.01")), currency
 
 
-_ACCOUNTS_FILE = get_settings().deriv_sim_accounts
+_ACCOUNTS_FILE = get_settings().accounts_file
 if _ACCOUNTS_FILE:
     load_accounts(_ACCOUNTS_FILE)
 

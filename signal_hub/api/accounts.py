@@ -20,7 +20,7 @@ class BrokerAccountIn(BaseModel):
     broker: str = Field(min_length=1, max_length=32)
     credentials: dict[str, str | int | float] = Field(default_factory=dict, max_length=10)
     label: Name | None = None
-    currency: str = Field(default="USD", pattern=r"^[A-Z]{3}$")
+    currency: str | None = Field(default=None, pattern=r"^[A-Z]{3}$")  # the broker's default
 
 
 def public_account(account: dict[str, Any]) -> dict[str, Any]:
@@ -50,7 +50,7 @@ async def create_account(request: Request) -> JSONResponse:
         "user_id": principal.user_id,
         "broker": data.broker,
         "label": data.label or f"{data.broker} account",
-        "currency": data.currency,
+        "currency": data.currency or capabilities["currency"],
         "credentials_sealed": hub.credentials.seal(
             {k: str(v) for k, v in data.credentials.items()}
         ),

@@ -8,6 +8,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
+from core.records import trade_view
 from signal_hub.api.channels import load_channel, may_send
 from signal_hub.api.common import caller, hub_of, ok
 from signal_hub.auth import Principal
@@ -44,15 +45,6 @@ def public_signal(signal: dict[str, Any], counts: dict[str, int]) -> dict[str, A
         "fanout": signal.get("fanout"),
         "counts": counts,
     }
-
-
-def public_trade(trade: dict[str, Any]) -> dict[str, Any]:
-    fields = (
-        "signal_id", "channel_id", "subscription_id", "subscriber_id", "broker", "asset",
-        "direction", "expiry_seconds", "status", "reason", "contract_id", "stake", "payout",
-        "latency_ms", "outcome", "profit", "created_at", "settled_at",
-    )  # fmt: skip
-    return {"id": trade["_id"], "trade_id": trade["_id"], **{f: trade.get(f) for f in fields}}
 
 
 async def _readable_channel(hub: Hub, principal: Principal, channel_id: str) -> dict[str, Any]:
@@ -113,7 +105,7 @@ async def list_trades(request: Request) -> JSONResponse:
         .limit(_limit(request, TRADES_PAGE))
         .to_list()
     )
-    return ok({"items": [public_trade(t) for t in trades]})
+    return ok({"items": [trade_view(t) for t in trades]})
 
 
 routes = [

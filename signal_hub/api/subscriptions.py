@@ -27,7 +27,7 @@ MIN_PERCENT = 0.01
 class FixedStake(BaseModel):
     model_config = ConfigDict(extra="forbid")
     mode: Literal["fixed"]
-    amount: float = Field(ge=MIN_AMOUNT, le=50_000)
+    amount: float = Field(ge=MIN_AMOUNT, le=1e9)  # and within the broker's range
 
 
 class PercentStake(BaseModel):
@@ -81,11 +81,19 @@ def _stake_doc(stake: FixedStake | PercentStake) -> dict[str, Any]:
 
 
 def _check_stake(hub: Hub, broker: str, stake: FixedStake | PercentStake) -> None:
-    minimum = hub.brokers[broker]["min_stake"]
+    """A fixed stake within the broker's range (its capabilities)."""
+    if not isinstance(stake, FixedStake):
+        return
+    capabilities = hub.brokers[broker]
     # Decimal from the text of the number: the float 0.35 is a hair below Decimal("0.35").
-    if isinstance(stake, FixedStake) and Decimal(str(stake.amount)) < minimum:
+    amount = Decimal(str(stake.amount))
+    if amount < capabilities["min_stake"]:
         raise ValidationFailed(
-            f"The minimum stake on {broker} is {minimum}.", "stake_below_minimum"
+            f"The minimum stake on {broker} is {capabilities['min_stake']}.", "stake_below_minimum"
+        )
+    if amount > capabilities["max_stake"]:
+        raise ValidationFailed(
+            f"The maximum stake on {broker} is {capabilities['max_stake']}.", "stake_above_maximum"
         )
 
 

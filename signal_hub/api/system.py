@@ -8,7 +8,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse
 from starlette.routing import Route
 
-from signal_hub import keys
+from core import keys
 from signal_hub.api.common import hub_of
 
 

@@ -15,9 +15,11 @@ import anyio.to_thread
 from redis import Redis as SyncRedis
 from rq import Queue, Worker
 
-from signal_hub import keys
+from core import keys
 
 DRAIN_JOB = "broker_workers.drain.drain_job"
+JOB_TIMEOUT_S = 300  # RQ kills a drain job running longer (a signal's deadline is at most 60 s)
+FAILED_JOB_TTL_S = 24 * 3600  # how long RQ keeps a failed job for an operator to look at
 
 
 @dataclass
@@ -60,8 +62,8 @@ class Dispatcher:
                         args=(signal_id, broker),
                         job_id=f"{why}-{signal_id}-{broker}-{stamp}-{i}",
                         result_ttl=0,
-                        failure_ttl=24 * 3600,
-                        timeout=300,
+                        failure_ttl=FAILED_JOB_TTL_S,
+                        timeout=JOB_TIMEOUT_S,
                         at_front=at_front,
                         description=f"{why} {signal_id} on {broker}",
                     )

@@ -4,7 +4,7 @@ A Redis restart, failover or ``CLIENT KILL`` leaves pooled connections dead whil
 The health check pings a connection that was idle for a while before using it, and a command
 that still meets a broken connection is retried on a fresh one, with a short backoff. Every
 script and command the hot path repeats this way is safe to run twice (see
-:mod:`broker_workers.claims`), because a retried command may have run the first time.
+:mod:`core.scripts`), because a retried command may have run the first time.
 """
 
 from __future__ import annotations

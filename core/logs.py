@@ -20,7 +20,7 @@ from typing import Any
 
 from loguru import logger
 
-from signal_hub.settings import Settings
+from core.settings import CommonSettings
 
 _SECRET_KEYS = re.compile(r"pass(word)?|secret|token|credential|authorization|api_key", re.I)
 _JWT = re.compile(r"eyJ[\w-]+\.[\w-]+\.[\w-]+")
@@ -115,7 +115,7 @@ class _InterceptHandler(logging.Handler):
         )
 
 
-def configure_logging(settings: Settings, component: str) -> None:
+def configure_logging(settings: CommonSettings, component: str) -> None:
     """Install the one sink of this process; call once at process start."""
     logger.remove()
     logger.configure(patcher=redact, extra={"component": component})

@@ -10,8 +10,9 @@ from __future__ import annotations
 import json
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
+from starlette.datastructures import Secret
 
-from signal_hub.settings import ConfigurationError, Settings
+from core.settings import ConfigurationError
 
 
 class CredentialsError(Exception):
@@ -19,8 +20,8 @@ class CredentialsError(Exception):
 
 
 class CredentialsBox:
-    def __init__(self, settings: Settings) -> None:
-        keys = [k.strip() for k in str(settings.broker_credentials_key).split(",") if k.strip()]
+    def __init__(self, key: Secret) -> None:
+        keys = [k.strip() for k in str(key).split(",") if k.strip()]
         try:
             self._fernet = MultiFernet([Fernet(k) for k in keys])
         except (ValueError, TypeError) as exc:

@@ -1,0 +1,64 @@
+"""A broker worker's (and the reaper's) configuration, read once from the environment (the rules:
+:mod:`core.settings`).
+
+Workers never talk to the store and sign no tokens: they need neither ``MONGODB_URL`` nor
+``JWT_SECRET``. They open broker credentials, so ``BROKER_CREDENTIALS_KEY`` is checked as
+strictly as in the hub.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from functools import lru_cache
+
+from starlette.datastructures import Secret
+
+from broker_workers.adapters.deriv.settings import DerivSettings
+from broker_workers.adapters.paper.settings import PaperSettings
+from core.settings import CommonSettings, Env, common, or_exit
+
+
+@dataclass(frozen=True)
+class WorkerSettings(CommonSettings):
+    broker_credentials_key: Secret
+    drain_batch_size: int  # subscribers per claim
+    drain_concurrency: int  # lanes per drain job
+    send_margin_ms: int  # the last moment to send before a deadline
+    worker_heartbeat_s: float
+    claim_lease_s: float  # a worker is dead after its lease without a heartbeat
+    reconcile_after_ms: int  # an orphan is reconciled this long after its signal's deadline
+    reaper_interval_ms: int
+    redrive_stall_ms: int  # a work set that did not shrink this long gets a new drain job
+    fault_injection: bool  # the fault suite's kill points (broker_workers/faults.py)
+    paper: PaperSettings
+    deriv: DerivSettings
+
+
+def load_settings(environ: Mapping[str, str] | None = None) -> WorkerSettings:
+    """Build :class:`WorkerSettings` from ``environ`` (default: the process environment)."""
+    env = Env(environ)
+    credentials_key = env.credentials_key()
+    env.check()
+    return WorkerSettings(
+        **common(env),
+        broker_credentials_key=credentials_key,
+        drain_batch_size=env("DRAIN_BATCH_SIZE", cast=int, default=100),
+        drain_concurrency=env("DRAIN_CONCURRENCY", cast=int, default=8),
+        send_margin_ms=env("SEND_MARGIN_MS", cast=int, default=150),
+        worker_heartbeat_s=env("WORKER_HEARTBEAT_S", cast=float, default=1.0),
+        claim_lease_s=env("CLAIM_LEASE_S", cast=float, default=5.0),
+        reconcile_after_ms=env("RECONCILE_AFTER_MS", cast=int, default=2000),
+        reaper_interval_ms=env("REAPER_INTERVAL_MS", cast=int, default=250),
+        redrive_stall_ms=env("REDRIVE_STALL_MS", cast=int, default=1000),
+        fault_injection=env("FAULT_INJECTION", cast=bool, default=False),
+        paper=PaperSettings.read(env),
+        deriv=DerivSettings.read(env),
+    )
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> WorkerSettings:
+    """The worker's settings, read on first use; a refused configuration stops the process with
+    one line (exit status 2)."""
+    return or_exit(load_settings)

@@ -1,0 +1,173 @@
+"""The Redis key layout shared by the hub and the workers, and how long each kind of key lives.
+
+A part of a key in braces is its hash tag: Redis Cluster places every key with the same tag in the
+same slot, and a script may only touch keys of one slot there. The keys of one signal share the
+signal's id as their tag (``{S}``), the directory keys of one channel the channel's id (``{C}``),
+the keys of one worker its id (``{W}``); every script is given each key it touches (``KEYS``),
+never builds a key name itself. Which scripts still span several tags is said in
+:mod:`core.scripts`.
+
+Directory (kept in step with the store by the hub, rebuilt from it at start-up):
+  ``chan:{C}``                JSON: who may send, delay budget, allowed assets
+  ``dir:{C}:<broker>``        SET of subscription ids of a channel on one broker
+  ``dirspare:{C}:<broker>``   a ready copy of ``dir:``, which the next expansion renames into
+                              its work set; deleted by every change of ``dir:``
+  ``subs:{C}``                HASH subscription id -> JSON: account, stake, limits, paused
+  ``accounts:<broker>``       HASH account id -> JSON: currency, credentials (encrypted)
+  ``dedupe:{C}:<sender>:<client signal id>``  the first answer to a signal sent again
+
+Per signal (expire a day after the signal):
+  ``sig:{S}``                 HASH: asset, direction, expiry, created/deadline ms, status
+  ``work:{S}:<broker>``       SET of subscription ids not yet claimed
+  ``state:{S}``               HASH subscription -> ``c|worker`` claimed, ``s|worker|stake``
+                              sending, ``d`` done, ``r`` handed back (unclaimed again)
+  ``settled:{S}:<subscription>``  present once the trade's settlement was recorded (two days)
+
+Per worker:
+  ``claims:{W}``              SET ``signal|broker|subscription`` a worker holds
+  ``worker:{W}``              heartbeat key with a TTL; its absence marks a dead worker
+  ``workers:<broker>``        SET of worker ids that ever served a broker
+
+Across signals:
+  ``results``                 STREAM of signal / execution / settlement records for the hub
+  ``active``                  ZSET ``signal|broker`` -> deadline, work not yet drained
+  ``scheduled``               ZSET signal -> the instant (ms) a scheduled signal fans out
+  ``orphans``                 ZSET ``signal|broker|subscription`` -> when to reconcile a purchase
+                              whose worker died or lost its answer, with the broker
+  ``settle:<broker>``         ZSET of placed contracts -> due time (ms), for settlement
+  ``recorded:<account>``      SET of contract ids recorded for trades of an account (a day)
+  ``daily:<subscription>:<yyyymmdd>`` HASH trades, loss: the risk limits' counters (two days)
+  ``hub:<consumer>``          a hub's heartbeat: its pending results are its own while it lives
+  ``online``, ``online:<hub>``  HASH user -> sockets on ``/subscriber``: on all hubs, on one
+  ``revoked:<family>``        an ended session, kept while its access tokens could still live
+  ``sockets:<user>``          HASH ``namespace|sid`` -> session family, the user's open sockets
+  ``rl:<scope>:<subject>``    a rate limit's window
+  ``fault:kill``, ``fault:count``  the fault-injection suite's armed kill point
+"""
+
+from __future__ import annotations
+
+PREFIX = "ctc:"
+RESULTS = PREFIX + "results"
+RESULTS_GROUP = "hub"
+ACTIVE = PREFIX + "active"
+SCHEDULED = PREFIX + "scheduled"
+ORPHANS = PREFIX + "orphans"
+ONLINE = PREFIX + "online"
+FAULT_ARMED = PREFIX + "fault:kill"
+FAULT_COUNT = PREFIX + "fault:count"
+
+DAY_S = 24 * 3600
+SIGNAL_TTL_S = DAY_S  # a signal's keys, its resend answer
+DAILY_TTL_S = 2 * DAY_S  # a day's risk counters, kept past midnight for late settlements
+SETTLED_TTL_S = 2 * DAY_S  # the guard that records a settlement once
+RECORDED_TTL_S = DAY_S  # contracts recorded for an account (reconciliation by details)
+SOCKETS_TTL_S = DAY_S  # a dead hub's socket entries
+
+
+# -- the directory, by channel -------------------------------------------------------------------
+
+
+def channel(channel_id: str) -> str:
+    return f"{PREFIX}chan:{{{channel_id}}}"
+
+
+def directory(channel_id: str, broker: str) -> str:
+    return f"{PREFIX}dir:{{{channel_id}}}:{broker}"
+
+
+def directory_spare(channel_id: str, broker: str) -> str:
+    return f"{PREFIX}dirspare:{{{channel_id}}}:{broker}"
+
+
+def subscriptions(channel_id: str) -> str:
+    return f"{PREFIX}subs:{{{channel_id}}}"
+
+
+def accounts(broker: str) -> str:
+    return f"{PREFIX}accounts:{broker}"
+
+
+def dedupe(channel_id: str, sender_id: str, client_signal_id: str) -> str:
+    return f"{PREFIX}dedupe:{{{channel_id}}}:{sender_id}:{client_signal_id}"
+
+
+# -- a signal --------------------------------------------------------------------------------
+
+
+def signal(signal_id: str) -> str:
+    return f"{PREFIX}sig:{{{signal_id}}}"
+
+
+def work(signal_id: str, broker: str) -> str:
+    return f"{PREFIX}work:{{{signal_id}}}:{broker}"
+
+
+def state(signal_id: str) -> str:
+    return f"{PREFIX}state:{{{signal_id}}}"
+
+
+def settled(signal_id: str, subscription_id: str) -> str:
+    return f"{PREFIX}settled:{{{signal_id}}}:{subscription_id}"
+
+
+def trade_id(signal_id: str, subscription_id: str) -> str:
+    """Deterministic, so every retry, reaper and reconciliation names the same trade."""
+    return f"{signal_id}-{subscription_id}"
+
+
+# -- workers ---------------------------------------------------------------------------------
+
+
+def claims(worker_id: str) -> str:
+    return f"{PREFIX}claims:{{{worker_id}}}"
+
+
+def worker_heartbeat(worker_id: str) -> str:
+    return f"{PREFIX}worker:{{{worker_id}}}"
+
+
+def workers(broker: str) -> str:
+    return f"{PREFIX}workers:{broker}"
+
+
+def queue_name(broker: str) -> str:
+    """The RQ queue of a broker's worker pool."""
+    return f"broker.{broker}"
+
+
+# -- across signals ------------------------------------------------------------------------------
+
+
+def settle_queue(broker: str) -> str:
+    return f"{PREFIX}settle:{broker}"
+
+
+def recorded_contracts(account_id: str) -> str:
+    return f"{PREFIX}recorded:{account_id}"
+
+
+def daily(subscription_id: str, day: str) -> str:
+    return f"{PREFIX}daily:{subscription_id}:{day}"
+
+
+def hub_heartbeat(consumer: str) -> str:
+    return f"{PREFIX}hub:{consumer}"
+
+
+def online_at(hub_id: str) -> str:
+    return f"{ONLINE}:{hub_id}"
+
+
+def revoked_family(family: str) -> str:
+    """Present while the access tokens of an ended session (a refresh family) could still live."""
+    return f"{PREFIX}revoked:{family}"
+
+
+def sockets_of(user_id: str) -> str:
+    """HASH ``namespace|sid`` -> session family: a user's open sockets on every hub."""
+    return f"{PREFIX}sockets:{user_id}"
+
+
+def rate_limit(scope: str, subject: str) -> str:
+    return f"{PREFIX}rl:{scope}:{subject}"
