@@ -11,7 +11,7 @@ expansion) in the same transaction.
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterable, AsyncIterator
+from collections.abc import AsyncIterable, AsyncIterator, Callable
 from typing import Any
 
 from redis.asyncio import Redis
@@ -106,13 +106,7 @@ class Directory:
         """
         counts = {"channels": 0, "accounts": 0, "subscriptions": 0}
         async for accounts in _chunks(self.store.broker_accounts.find({})):
-            async with self.redis.pipeline(transaction=False) as pipe:
-                for broker, docs in _grouped(accounts, "broker").items():
-                    pipe.hset(
-                        keys.accounts(broker),
-                        mapping={a["_id"]: _dumps(account_entry(a)) for a in docs},
-                    )
-                await pipe.execute()
+            await self._put_entries(accounts, "broker", keys.accounts, account_entry)
             counts["accounts"] += len(accounts)
         members: dict[str, dict[str, list[str]]] = {}  # channel -> its subscription ids by broker
         async for channels in _chunks(self.store.channels.find({})):
@@ -123,13 +117,7 @@ class Directory:
             counts["channels"] += len(channels)
         async for subs in _chunks(self.store.subscriptions.find({})):
             subs = [s for s in subs if s["channel_id"] in members]
-            async with self.redis.pipeline(transaction=False) as pipe:
-                for channel_id, docs in _grouped(subs, "channel_id").items():
-                    pipe.hset(
-                        keys.subscriptions(channel_id),
-                        mapping={s["_id"]: _dumps(subscription_entry(s)) for s in docs},
-                    )
-                await pipe.execute()
+            await self._put_entries(subs, "channel_id", keys.subscriptions, subscription_entry)
             for sub in subs:
                 members[sub["channel_id"]].setdefault(sub["broker"], []).append(sub["_id"])
             counts["subscriptions"] += len(subs)
@@ -137,6 +125,22 @@ class Directory:
         for start in range(0, len(channel_ids), CHUNK):
             await self._replace_sets({c: members[c] for c in channel_ids[start : start + CHUNK]})
         return counts
+
+    async def _put_entries(
+        self,
+        docs: list[dict[str, Any]],
+        field: str,
+        key_of: Callable[[str], str],
+        entry_of: Callable[[dict[str, Any]], dict[str, Any]],
+    ) -> None:
+        """Each document's entry into the HASH ``key_of(doc[field])``, one HSET per hash."""
+        by_key: dict[str, dict[Any, Any]] = {}
+        for doc in docs:
+            by_key.setdefault(key_of(doc[field]), {})[doc["_id"]] = _dumps(entry_of(doc))
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for key, entries in by_key.items():
+                pipe.hset(key, mapping=entries)
+            await pipe.execute()
 
     async def _replace_sets(self, members: dict[str, dict[str, list[str]]]) -> None:
         """Replace these channels' subscriber sets, in one transaction."""
@@ -148,13 +152,6 @@ class Directory:
                 for broker, ids in by_broker.items():
                     pipe.sadd(keys.directory(channel_id, broker), *ids)
             await pipe.execute()
-
-
-def _grouped(docs: list[dict[str, Any]], field: str) -> dict[str, list[dict[str, Any]]]:
-    by_value: dict[str, list[dict[str, Any]]] = {}
-    for doc in docs:
-        by_value.setdefault(doc[field], []).append(doc)
-    return by_value
 
 
 async def _chunks(docs: AsyncIterable[dict[str, Any]]) -> AsyncIterator[list[dict[str, Any]]]:

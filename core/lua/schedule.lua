@@ -4,16 +4,8 @@
 local a = signal_args()
 local chan = channel_entry(KEYS[1])
 local dedupe_key = KEYS[5]
-local refused = sender_refusal(chan, a.sender_id)
-if refused then return {'err', refused} end
-if dedupe_key then
-  local previous = redis.call('GET', dedupe_key)
-  if previous then return {'dup', previous} end
-end
-local previous = redis.call('HGET', KEYS[2], 'ack')
-if previous then return {'ok', previous} end
-refused = asset_refusal(chan, a.asset)
-if refused then return {'err', refused} end
+local answer = answered(chan, a, KEYS[2], dedupe_key)
+if answer then return answer end
 local record = new_signal(KEYS[2], a)
 local now = now_ms()
 redis.call('ZADD', KEYS[4], a.at_ms, a.id)

@@ -27,6 +27,23 @@ local function asset_refusal(chan, asset)
   return nil
 end
 
+-- The checks before a signal is taken: its sender, a resend of it (``dedupe_key``), the same call
+-- retried (redis-py retried it after its answer was lost: the same answer), its asset. The
+-- script's answer when one of them decides, else nil.
+local function answered(chan, a, sig_key, dedupe_key)
+  local refused = sender_refusal(chan, a.sender_id)
+  if refused then return {'err', refused} end
+  if dedupe_key then
+    local previous = redis.call('GET', dedupe_key)
+    if previous then return {'dup', previous} end
+  end
+  local previous = redis.call('HGET', sig_key, 'ack')
+  if previous then return {'ok', previous} end
+  refused = asset_refusal(chan, a.asset)
+  if refused then return {'err', refused} end
+  return nil
+end
+
 -- The signal's hash and its record for the results stream (the relay stores it).
 local function new_signal(sig_key, a)
   redis.call('HSET', sig_key, 'channel_id', a.channel_id, 'sender_id', a.sender_id,
