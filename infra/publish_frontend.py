@@ -74,6 +74,14 @@ def _clients(endpoint_url: str | None, jobs: int) -> tuple[Any, Any]:
     return s3, cloudfront
 
 
+def _shown(path: Path) -> str:
+    """``path`` relative to the working directory when it is under it, for shorter lines."""
+    try:
+        return str(path.resolve().relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
 def _dry_build(dist: Path) -> str:
     reason = build_reason(FRONTEND, dist)
     if reason is None:
@@ -90,7 +98,7 @@ def run(args: argparse.Namespace, out: TextIO) -> Report:
     else:
         dist = FRONTEND / "dist"
         built = _dry_build(dist) if args.dry_run else ensure_built(FRONTEND, dist, run_command)
-    print(f"app: {dist}, build {built}", file=out, flush=True)
+    print(f"app: {_shown(dist)}, build {built}", file=out, flush=True)
     files = read_site(dist, args.api_origin)
     s3, cloudfront = _clients(args.endpoint_url, args.jobs)
     options = Options(dry_run=args.dry_run, wait=not args.no_wait, jobs=args.jobs)

@@ -77,8 +77,8 @@ def aws(doing: str, missing: PublishError | None = None) -> Iterator[None]:
             ) from error
         if code in _DENIED or _status(error) == 403:
             raise AccessDenied(
-                f"access denied when trying to {doing}: check the credentials' permissions "
-                "(docs/deploy.md lists them)"
+                f"access denied when trying to {doing}: check which credentials are in use "
+                "and their permissions (docs/deploy.md lists them)"
             ) from error
         raise AwsError(f"could not {doing}: {code}: {message}") from error
     except BotoCoreError as error:
