@@ -29,7 +29,8 @@ import httpx
 import socketio
 
 from infra.local_redis import ensure_redis
-from infra.webapp import BuildError, ensure_built
+from infra.publish.build import ensure_built
+from infra.publish.errors import BuildError
 from signal_hub.settings import get_settings
 
 os.environ["APP_ENV"] = "development"  # before anything reads the settings
@@ -39,7 +40,8 @@ SUBSCRIBER_PASSWORD = "demo-subscriber-pass"  # noqa: S105 - demo accounts
 PAPER_SUBSCRIBERS = 20
 DERIV_SUBSCRIBERS = 5
 PROCESSES = ("web", "worker_paper", "worker_deriv", "reaper", "deriv_sim")
-DEMO_DIR = Path(__file__).resolve().parent.parent / ".demo"  # gitignored
+ROOT = Path(__file__).resolve().parent.parent
+DEMO_DIR = ROOT / ".demo"  # gitignored
 DEMO_STORE = DEMO_DIR / "store.jsonl"
 SIM_ACCOUNTS = DEMO_DIR / "deriv_sim_accounts.json"
 DERIV_BALANCE = 10_000
@@ -195,8 +197,7 @@ def run_demo() -> None:
     if ensure_redis(settings.redis_url):
         print(f"Started a local Redis at {settings.redis_url}")
     try:
-        if ensure_built():
-            print("Built the web app into frontend/dist")
+        print(f"Web app: {ensure_built(ROOT / 'frontend', ROOT / 'frontend' / 'dist')}")
     except BuildError as exc:
         print(f"The web app was not built ({exc}); the API and the signal command still work.")
     write_sim_accounts()
