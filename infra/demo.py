@@ -103,6 +103,25 @@ def write_sim_accounts() -> None:
     SIM_ACCOUNTS.write_text(json.dumps({"accounts": accounts}))
 
 
+def add_account(
+    http: httpx.Client, headers: dict[str, str], broker: str, credentials: dict[str, Any]
+) -> dict[str, Any]:
+    """A broker account, once the broker's worker pool is up to check it (it starts beside the
+    hub, and a Deriv token is checked by a Deriv worker before it is saved)."""
+    deadline = time.monotonic() + 60
+    while True:
+        r = http.post(
+            "/api/broker-accounts",
+            headers=headers,
+            json={"broker": broker, "credentials": credentials},
+        )
+        if r.status_code not in (503, 504) or time.monotonic() > deadline:
+            r.raise_for_status()
+            account: dict[str, Any] = r.json()
+            return account
+        time.sleep(0.5)
+
+
 def seed(url: str) -> dict[str, Any]:
     with httpx.Client(base_url=url, timeout=30) as http:
         provider = signup(http, PROVIDER["email"], PROVIDER["password"], "provider", "Demo Desk")
@@ -130,11 +149,7 @@ def seed(url: str) -> dict[str, Any]:
                 credentials = {"token": deriv_token(i)}
                 if not deriv_sim_account(credentials["token"], DERIV_BALANCE):
                     continue
-            account = http.post(
-                "/api/broker-accounts",
-                headers=headers,
-                json={"broker": broker, "credentials": credentials},
-            ).json()
+            account = add_account(http, headers, broker, credentials)
             stake = (
                 {"mode": "fixed", "amount": 5 + i} if i % 3 else {"mode": "percent", "percent": 1}
             )
