@@ -85,8 +85,8 @@ def deriv_sim_account(token: str, balance: float) -> bool:
     """Open an account on the loopback Deriv simulator; False when it is not running."""
     url = f"http://127.0.0.1:{get_settings().deriv_sim_port}/_sim/accounts"
     try:
-        httpx.post(url, json={"token": token, "balance": balance, "currency": "USD"}, timeout=2)
-        return True
+        body = {"token": token, "balance": balance, "currency": "USD"}
+        return httpx.post(url, json=body, timeout=2).status_code == 201
     except httpx.HTTPError:
         return False
 
