@@ -29,6 +29,7 @@ def channel_entry(channel: dict[str, Any]) -> dict[str, Any]:
         "senders": [channel["provider_id"], *channel.get("traders", [])],
         "max_signal_delay_ms": channel["max_signal_delay_ms"],
         "assets": channel.get("assets") or None,
+        "suspended": bool(channel.get("suspended")),
     }
 
 

@@ -43,6 +43,7 @@ local raw = redis.call('GET', KEYS[1])
 local chan = raw and cjson.decode(raw)
 local function refusal()
   if not chan then return 'channel_not_found' end
+  if chan.suspended then return 'channel_suspended' end
   for _, sender in ipairs(chan.senders) do
     if sender == ARGV[3] then return nil end
   end
@@ -148,6 +149,10 @@ SPARE_POLL_S = 0.1
 _EXPAND_ERRORS: dict[str, tuple[type[ApiError], str]] = {
     "channel_not_found": (NotFound, "No such channel."),
     "forbidden": (Forbidden, "You may not send signals to this channel."),
+    "channel_suspended": (
+        Forbidden,
+        "This channel is suspended by the operators: its signals are refused.",
+    ),
     "asset_not_allowed": (ValidationFailed, "This channel does not trade that asset."),
 }
 

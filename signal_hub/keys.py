@@ -32,6 +32,7 @@ Across signals:
   ``health:{account}``        HASH: the last check of an account by its broker's workers
   ``checkreply:{id}``         LIST: a worker's answer to one account check
   ``revoked:{family}``        an ended session, kept while its access tokens could still live
+  ``suspended:{user}``        a user an operator suspended (its value: the reason)
   ``sockets:{user}``          HASH ``namespace|sid`` -> session family, the user's open sockets
 """
 
@@ -152,6 +153,11 @@ def check_reply(request_id: str) -> str:
 def revoked_family(family: str) -> str:
     """Present while the access tokens of an ended session (a refresh family) could still live."""
     return f"{PREFIX}revoked:{family}"
+
+
+def suspended_user(user_id: str) -> str:
+    """Present while an operator has suspended the user: every token of theirs is refused."""
+    return f"{PREFIX}suspended:{user_id}"
 
 
 def sockets_of(user_id: str) -> str:

@@ -67,6 +67,7 @@ def public_row(
         "track_record_days": (utcnow() - first).days if first else 0,
         "score": record.score,
         "ranked": record.settled_signals >= MIN_SETTLED_SIGNALS,
+        "suspended": bool(channel.get("suspended")),
     }
 
 
@@ -119,7 +120,7 @@ async def directory(request: Request) -> JSONResponse:
     order = params.get("order", "asc" if sort == "name" else "desc")
     if order not in ("asc", "desc"):
         raise BadRequest("order must be asc or desc.", "invalid_order")
-    rows = await _rows(hub)
+    rows = [r for r in await _rows(hub) if not r["suspended"]]
     asset, broker = params.get("asset"), params.get("broker")
     if asset:
         rows = [r for r in rows if r["assets"] is None or asset in r["assets"]]

@@ -150,6 +150,8 @@ async def subscribe(request: Request) -> JSONResponse:
     data = await body(request, SubscribeIn)
     hub = hub_of(request)
     channel = await load_channel(hub, request.path_params["channel_id"])
+    if channel.get("suspended"):
+        raise Conflict("This channel is suspended by the operators.", "channel_suspended")
     account = await hub.store.broker_accounts.find_one(
         {"_id": data.broker_account_id, "user_id": principal.user_id}
     )
