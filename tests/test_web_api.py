@@ -368,3 +368,39 @@ def test_brokers_say_what_connecting_needs(api: Api) -> None:
     assert brokers["paper"]["credential_fields"] == []
     assert brokers["paper"]["min_stake"] <= brokers["paper"]["max_stake"]
     assert "EURUSD" in brokers["paper"]["assets"]
+
+
+def test_readiness_counts_who_would_not_be_copied_and_why(api: Api, system: System) -> None:
+    provider = api.signup("provider")
+    channel = api.channel(provider)
+    trader = api.signup("provider")
+    api.add_trader(provider, channel["id"], trader)
+    api.subscriber(channel["id"], stake={"mode": "fixed", "amount": 10})  # copyable
+    pauser, _, paused = api.subscriber(channel["id"])
+    api.ok("PATCH", f"/api/subscriptions/{paused['id']}", pauser, json={"paused": True})
+    poor = api.signup("subscriber")
+    small = api.ok("POST", "/api/broker-accounts", poor, 201,
+                   json={"broker": "paper", "starting_balance": 3})  # fmt: skip
+    api.ok("POST", f"/api/broker-accounts/{small['id']}/check", poor)  # the worker's balance
+    stake = {"mode": "fixed", "amount": 5}
+    api.ok("POST", f"/api/channels/{channel['id']}/subscribe", poor, 201,
+           json={"broker_account_id": small["id"], "stake": stake})  # fmt: skip
+    _, _, limited = api.subscriber(channel["id"], limits={"max_trades_per_day": 2})
+    _, refused_account, _ = api.subscriber(channel["id"])
+    client = sync_redis.Redis.from_url(redis_url(system.db), decode_responses=True)
+    client.hset(keys.daily(limited["id"], keys.utc_day()), mapping={"trades": 2, "loss": 0})
+    # What a worker's check records for a token the broker refuses (the real check is
+    # test_api's refused Deriv token); here only the hub's count of it is under test.
+    client.hset(keys.account_health(refused_account["id"]), mapping={"status": "refused"})
+    client.close()
+
+    path = f"/api/channels/{channel['id']}/readiness"
+    ready = api.ok("GET", path, provider)
+    assert ready["total"] == 5 and ready["copyable"] == 1
+    assert ready["not_copyable"] == {
+        "paused": 1, "token_refused": 1, "balance_below_stake": 1, "daily_limit_reached": 1,
+    }  # fmt: skip
+    assert api.ok("GET", path, trader)["copyable"] == 1
+    assert_error(api.call("GET", path, api.signup("provider")), 403)
+    assert_error(api.call("GET", path, poor), 403)
+    assert_error(api.call("GET", path), 401)

@@ -14,6 +14,7 @@ from signal_hub.api.common import body, caller, hub_of, no_content, ok, optional
 from signal_hub.auth import Principal
 from signal_hub.errors import Forbidden, NotFound, ValidationFailed
 from signal_hub.hub import Hub
+from signal_hub.readiness import channel_readiness
 from signal_hub.sockets import channel_room
 from signal_hub.stats import channel_stats, copiers, latency_ms, signal_results, track_record
 from signal_hub.store import new_id, utcnow
@@ -329,6 +330,17 @@ async def performance(request: Request) -> JSONResponse:
     )
 
 
+async def readiness(request: Request) -> JSONResponse:
+    """How many subscribers would not be copied if a signal went now, and why (paused, token
+    refused at the last check, balance below the stake, a daily limit reached)."""
+    principal = await caller(request)
+    hub = hub_of(request)
+    channel = await load_channel(hub, request.path_params["channel_id"])
+    if not may_send(principal, channel):
+        raise Forbidden("Only the channel's provider and traders see this.")
+    return ok(await channel_readiness(hub, channel["_id"]))
+
+
 routes = [
     Route("/api/channels", create_channel, methods=["POST"]),
     Route("/api/channels", list_channels, methods=["GET"]),
@@ -339,4 +351,5 @@ routes = [
     Route("/api/channels/{channel_id}/traders/{user_id}", remove_trader, methods=["DELETE"]),
     Route("/api/channels/{channel_id}/subscribers", list_subscribers, methods=["GET"]),
     Route("/api/channels/{channel_id}/performance", performance, methods=["GET"]),
+    Route("/api/channels/{channel_id}/readiness", readiness, methods=["GET"]),
 ]
