@@ -116,10 +116,10 @@ export function trackAge(days: number | null | undefined): string {
   return `${number(days / 365, 1)} years`
 }
 
-/** "sub…4f2a": an id a provider can tell apart without reading it whole. */
+/** "…a180c1": an id a provider can tell apart without reading it whole (ids share a time prefix). */
 export function maskId(id: string | null | undefined): string {
   if (!id) return '—'
-  return id.length <= 8 ? id : `${id.slice(0, 4)}…${id.slice(-4)}`
+  return id.length <= 8 ? id : `…${id.slice(-6)}`
 }
 
 export function plural(n: number, one: string, many = `${one}s`): string {
