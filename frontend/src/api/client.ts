@@ -91,6 +91,30 @@ function tokenExpiry(token: string): number | null {
   }
 }
 
+const HINT = 'ctc.session'
+
+/**
+ * Whether this browser had a session: a hint, not a secret (the refresh token itself is an
+ * httpOnly cookie no script reads). Without it the start-up restore is skipped, so a visitor who
+ * never logged in causes no 401 (which the browser would log as an error).
+ */
+export function hadSession(): boolean {
+  try {
+    return localStorage.getItem(HINT) === '1'
+  } catch {
+    return true
+  }
+}
+
+function rememberSession(active: boolean): void {
+  try {
+    if (active) localStorage.setItem(HINT, '1')
+    else localStorage.removeItem(HINT)
+  } catch {
+    // private mode: the restore is simply always tried
+  }
+}
+
 export function buildQuery(query?: Query): string {
   if (!query) return ''
   const params = new URLSearchParams()
@@ -134,6 +158,7 @@ export class ApiClient {
   setSession(session: Session | null, event: SessionEvent): void {
     this.accessToken = session?.access_token ?? null
     this.user = session?.user ?? (session ? this.user : null)
+    rememberSession(session !== null)
     this.schedule()
     for (const listener of this.listeners) listener(this.user, event)
   }

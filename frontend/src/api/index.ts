@@ -1,5 +1,5 @@
 /** Every endpoint of docs/api.md the app calls, typed, through the one client. */
-import { client } from './client'
+import { client, hadSession } from './client'
 import type {
   AssetsByBroker,
   BrokerAccount,
@@ -50,7 +50,7 @@ export const authApi = {
   },
   /** Restores a session from the refresh cookie; false when there is none. */
   restore(): Promise<boolean> {
-    return client.refresh()
+    return hadSession() ? client.refresh() : Promise.resolve(false)
   },
   async logout(): Promise<void> {
     try {

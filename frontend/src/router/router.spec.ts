@@ -21,6 +21,7 @@ describe('router', () => {
   })
 
   it('sends a session of another role to its own home', async () => {
+    localStorage.setItem('ctc.session', '1')
     vi.stubGlobal('fetch', scriptedFetch({
       'POST /api/auth/refresh': () => json(200, { user: { id: 's', email: 's@x.io', role: 'subscriber', display_name: 's' }, access_token: 'T', refresh_token: 'R' }),
     }).fetch)

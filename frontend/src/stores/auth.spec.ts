@@ -14,6 +14,7 @@ describe('auth store', () => {
   afterEach(() => vi.unstubAllGlobals())
 
   it('restores a session from the refresh cookie at start', async () => {
+    localStorage.setItem('ctc.session', '1')
     vi.stubGlobal('fetch', scriptedFetch({ 'POST /api/auth/refresh': () => json(200, { user, access_token: token('u'), refresh_token: 'R' }) }).fetch)
     const auth = useAuthStore()
     await auth.restore()
@@ -23,7 +24,18 @@ describe('auth store', () => {
     expect(auth.expired).toBe(false)
   })
 
+  it('does not ask for a refresh in a browser that never had a session', async () => {
+    const http = scriptedFetch({})
+    vi.stubGlobal('fetch', http.fetch)
+    localStorage.removeItem('ctc.session')
+    const auth = useAuthStore()
+    await auth.restore()
+    expect(auth.ready).toBe(true)
+    expect(http.calls).toHaveLength(0)
+  })
+
   it('starts logged out without a cookie, and is not "expired" for it', async () => {
+    localStorage.setItem('ctc.session', '1')
     vi.stubGlobal('fetch', scriptedFetch({ 'POST /api/auth/refresh': () => json(401, { error: { code: 'no_session', message: 'No session.' } }) }).fetch)
     const auth = useAuthStore()
     await auth.restore()
