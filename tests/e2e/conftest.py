@@ -62,8 +62,9 @@ class Hub:
         missing = []
         if not self.features.get("brokers"):
             missing.append("GET /api/brokers 404")
-        if not self.features.get("public_pages"):
-            missing.append("/api/public/")
+        if not self.features.get("public_pages"):  # landing with the rest of the new endpoints
+            missing += ["/api/public/", "GET /api/me/performance 404", "/performance 404",
+                        "/subscribers 404"]
         if not self.features.get("cookie_refresh"):
             missing += ["POST /api/auth/refresh 4", "POST /api/auth/logout 404"]
         return missing
