@@ -23,6 +23,7 @@ import httpx
 from argon2 import PasswordHasher
 
 from signal_hub.auth import Tokens
+from signal_hub.connections import redis_client
 from signal_hub.crypto import CredentialsBox
 from signal_hub.settings import Settings
 from signal_hub.store import Store, new_id, utcnow
@@ -165,7 +166,9 @@ async def seed_store(
 
     return Seeded(
         provider_id=provider_id,
-        provider_token=Tokens(settings, store).access_token(provider_id, "provider"),
+        provider_token=Tokens(settings, store, redis_client(settings.redis_url)).access_token(
+            provider_id, "provider", family="bench"
+        ),
         channel=Channel(channel["_id"], by_broker(subs)),
         like_channel=Channel(like["_id"], by_broker(like_subs)) if like_subs else None,
         deriv_tokens=deriv_tokens,

@@ -1,15 +1,22 @@
 """The demo: the whole system on embedded defaults, seeded, on this machine.
 
-``python -m infra.demo`` ensures Redis, starts the Procfile's processes through honcho, seeds a
-demo provider, channel and subscribers through the public REST API, prints where to log in and
-how to send a signal, and runs until Ctrl-C. ``python -m infra.demo signal`` sends one signal as
-the demo provider and prints the acknowledgement and the executions as they arrive.
+``python -m infra.demo`` ensures Redis, builds the web app if it is missing or stale, starts the
+Procfile's processes through honcho, seeds a demo provider, channel and subscribers through the
+public REST API, prints the URL to open, the logins and how to send a signal, and runs until
+Ctrl-C, SIGTERM or SIGHUP (a closed terminal), each of which stops every process it started.
+``python -m infra.demo signal`` sends one signal as the demo provider and prints the
+acknowledgement (JSON) and the executions as they arrive.
+
+The demo is development by definition (``APP_ENV=development``: published development secrets)
+and listens on 127.0.0.1 only.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import json
 import os
 import signal
 import subprocess
@@ -22,14 +29,24 @@ import httpx
 import socketio
 
 from infra.local_redis import ensure_redis
+from infra.webapp import BuildError, ensure_built
 from signal_hub.settings import get_settings
+
+os.environ["APP_ENV"] = "development"  # before anything reads the settings
 
 PROVIDER = {"email": "provider@demo.example.com", "password": "demo-provider-pass"}
 SUBSCRIBER_PASSWORD = "demo-subscriber-pass"  # noqa: S105 - demo accounts
 PAPER_SUBSCRIBERS = 20
 DERIV_SUBSCRIBERS = 5
 PROCESSES = ("web", "worker_paper", "worker_deriv", "reaper", "deriv_sim")
-DEMO_STORE = Path(__file__).resolve().parent.parent / ".demo" / "store.jsonl"  # gitignored
+DEMO_DIR = Path(__file__).resolve().parent.parent / ".demo"  # gitignored
+DEMO_STORE = DEMO_DIR / "store.jsonl"
+SIM_ACCOUNTS = DEMO_DIR / "deriv_sim_accounts.json"
+DERIV_BALANCE = 10_000
+
+
+def deriv_token(i: int) -> str:
+    return f"demo-deriv-token-{i:03d}"
 
 
 def base_url() -> str:
@@ -72,14 +89,24 @@ def deriv_sim_account(token: str, balance: float) -> bool:
         return False
 
 
+def write_sim_accounts() -> None:
+    """The demo's Deriv accounts, for the simulator to open at start (``DERIV_SIM_ACCOUNTS``):
+    on a restart the workers warm their sessions with the seeded tokens at once, and the
+    simulator must know them by then."""
+    accounts = [
+        {"token": deriv_token(i), "balance": DERIV_BALANCE, "currency": "USD"}
+        for i in range(DERIV_SUBSCRIBERS)
+    ]
+    SIM_ACCOUNTS.parent.mkdir(parents=True, exist_ok=True)
+    SIM_ACCOUNTS.write_text(json.dumps({"accounts": accounts}))
+
+
 def seed(url: str) -> dict[str, Any]:
     with httpx.Client(base_url=url, timeout=30) as http:
         provider = signup(http, PROVIDER["email"], PROVIDER["password"], "provider", "Demo Desk")
         auth = {"Authorization": f"Bearer {provider['access_token']}"}
         channels = http.get("/api/channels?mine=1", headers=auth).json()["items"]
-        if channels:  # seeded by an earlier run, kept in DEMO_STORE; the simulator forgot it
-            for i in range(DERIV_SUBSCRIBERS):
-                deriv_sim_account(f"demo-deriv-token-{i:03d}", 10_000)
+        if channels:  # seeded by an earlier run, kept in DEMO_STORE (and SIM_ACCOUNTS)
             return {"channel": channels[0]}
         channel = http.post(
             "/api/channels",
@@ -98,8 +125,8 @@ def seed(url: str) -> dict[str, Any]:
             headers = {"Authorization": f"Bearer {user['access_token']}"}
             credentials: dict[str, Any] = {}
             if broker == "deriv":
-                credentials = {"token": f"demo-deriv-token-{i:03d}"}
-                if not deriv_sim_account(credentials["token"], 10_000):
+                credentials = {"token": deriv_token(i)}
+                if not deriv_sim_account(credentials["token"], DERIV_BALANCE):
                     continue
             account = http.post(
                 "/api/broker-accounts",
@@ -147,7 +174,7 @@ async def send_signal(url: str, asset: str, direction: str, expiry: int) -> None
          "expiry_seconds": expiry},
         namespace="/provider",
     )  # fmt: skip
-    print("ack:", ack)
+    print("ack:", json.dumps(ack), flush=True)
     total = ack.get("fanout", {}).get("total", 0) if ack.get("ok") else 0
     if total and len(seen) < total:
         try:
@@ -157,13 +184,27 @@ async def send_signal(url: str, asset: str, direction: str, expiry: int) -> None
     await sio.disconnect()
 
 
+def _stop_on(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt  # the same clean stop as Ctrl-C
+
+
 def run_demo() -> None:
     settings = get_settings()
+    for signum in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, _stop_on)
     if ensure_redis(settings.redis_url):
         print(f"Started a local Redis at {settings.redis_url}")
+    try:
+        if ensure_built():
+            print("Built the web app into frontend/dist")
+    except BuildError as exc:
+        print(f"The web app was not built ({exc}); the API and the signal command still work.")
+    write_sim_accounts()
     # The Procfile names uvicorn, rq and python: the ones of this environment.
     path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "PATH": path}
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "PATH": path, "APP_ENV": "development"}
+    env["PORT"] = str(settings.port)  # honcho would give the first process type 5000
+    env["DERIV_SIM_ACCOUNTS"] = str(SIM_ACCOUNTS)
     env.setdefault("SIGNUP_RATE_LIMIT_PER_MIN", "1000")  # the seed signs up every demo user
     if not settings.mongodb_url:  # the embedded store, kept across demo runs
         env.setdefault("EMBEDDED_STORE_PATH", str(DEMO_STORE))
@@ -177,11 +218,11 @@ def run_demo() -> None:
         print(
             f"""
 ==================================================================================
- Cloud Trade Copier demo is running at {url}
+ Cloud Trade Copier demo is running. Open {url}/ in a browser.
    provider login : {PROVIDER["email"]} / {PROVIDER["password"]}
    subscribers    : paper0..paper{PAPER_SUBSCRIBERS - 1}@demo.example.com,
                     deriv0..deriv{DERIV_SUBSCRIBERS - 1}@demo.example.com / {SUBSCRIBER_PASSWORD}
-   channel        : {seeded["channel"]["name"]} ({seeded["channel"]["id"]})
+   channel        : {seeded["channel"]["name"]} ({url}/c/{seeded["channel"]["id"]})
  Send a signal from another terminal:
    .venv/bin/python -m infra.demo signal --asset EURUSD --direction CALL --expiry 60
  Ctrl-C stops everything.
@@ -193,9 +234,22 @@ def run_demo() -> None:
     except KeyboardInterrupt:
         pass
     finally:
-        if procs.poll() is None:
-            os.killpg(procs.pid, signal.SIGTERM)
-            procs.wait(20)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second SIGTERM must not cut cleanup
+        stop(procs)
+
+
+def stop(procs: subprocess.Popen[bytes]) -> None:
+    """SIGTERM the whole process group (honcho and every child), SIGKILL what outlives 20 s."""
+    try:
+        os.killpg(procs.pid, signal.SIGTERM)
+        procs.wait(20)
+    except ProcessLookupError:
+        return
+    except subprocess.TimeoutExpired:
+        pass
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(procs.pid, signal.SIGKILL)
+    procs.wait(5)
 
 
 def main() -> None:

@@ -22,13 +22,13 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute
-from starlette.staticfiles import StaticFiles
-from starlette.types import ASGIApp, Receive, Scope, Send
 
 from signal_hub.api import accounts, auth, channels, history, subscriptions, system
 from signal_hub.errors import ApiError
+from signal_hub.frontend import app_files
 from signal_hub.hub import Hub
 from signal_hub.logs import configure_logging
+from signal_hub.middleware import BodyLimit, SecurityHeaders
 from signal_hub.presence import hub_instance_id
 from signal_hub.relay import Relay
 from signal_hub.scheduler import run_scheduler
@@ -45,7 +45,7 @@ _HTTP_CODES = {
 
 async def api_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, ApiError)
-    return JSONResponse(exc.as_dict(), status_code=exc.status)
+    return JSONResponse(exc.as_dict(), status_code=exc.status, headers=exc.headers)
 
 
 async def http_error(request: Request, exc: Exception) -> Response:
@@ -59,22 +59,6 @@ async def internal_error(request: Request, exc: Exception) -> Response:
     logger.opt(exception=exc).error("unhandled error on {} {}", request.method, request.url.path)
     body = {"error": {"code": "internal", "message": "Something went wrong on our side."}}
     return JSONResponse(body, status_code=500)
-
-
-def frontend_fallback(directory: Path) -> ASGIApp:
-    """What answers a path no route matched: the static frontend, never for ``/api/``.
-
-    As the router's fallback rather than a ``Mount("/")`` route, it cannot shadow an API route
-    that matched the path but not the method (that stays a 405).
-    """
-    static = StaticFiles(directory=directory, html=True) if directory.is_dir() else None
-
-    async def fallback(scope: Scope, receive: Receive, send: Send) -> None:
-        if static is None or scope["path"].startswith("/api/") or scope["type"] != "http":
-            raise HTTPException(404)
-        await static(scope, receive, send)
-
-    return fallback
 
 
 def create_app(settings: Settings | None = None) -> socketio.ASGIApp:
@@ -111,16 +95,19 @@ def create_app(settings: Settings | None = None) -> socketio.ASGIApp:
     routes: list[BaseRoute] = [*auth.routes, *channels.routes, *accounts.routes]
     routes += [*subscriptions.routes]
     routes += [*history.routes, *system.routes]
-    middleware = []
-    if settings.cors_origins:
+    middleware = [Middleware(SecurityHeaders)]
+    if settings.cors_origins:  # the app on another origin (CloudFront): credentials for the cookie
         middleware.append(
             Middleware(
                 CORSMiddleware,
                 allow_origins=settings.cors_origins,
                 allow_methods=["GET", "POST", "PATCH", "DELETE"],
                 allow_headers=["Authorization", "Content-Type"],
+                allow_credentials=True,
+                max_age=600,
             )
         )
+    middleware.append(Middleware(BodyLimit, max_bytes=settings.max_body_bytes))
     api = Starlette(
         routes=routes,
         middleware=middleware,
@@ -132,7 +119,7 @@ def create_app(settings: Settings | None = None) -> socketio.ASGIApp:
         },
     )
     api.state.hub = hub
-    api.router.default = frontend_fallback(Path(settings.frontend_dir))
+    api.router.default = app_files(Path(settings.frontend_dir))
     return socketio.ASGIApp(sio, other_asgi_app=api, socketio_path="socket.io")
 
 

@@ -7,11 +7,16 @@
   copy, or a replay) revokes the whole family.
 - The algorithm is pinned and ``exp``, ``iat``, ``iss``, ``aud`` and ``typ`` are required, so an
   access token cannot refresh and a refresh token cannot call the API.
+- Sessions end: an access token names its refresh family (``fam``). Logging out, or a reused
+  refresh token, revokes the family in the store and marks it revoked in Redis for as long as its
+  access tokens live, so every hub refuses them at once (REST and Socket.IO alike) instead of
+  letting them run out their quarter of an hour.
 """
 
 from __future__ import annotations
 
 import secrets
+import time
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, Literal
@@ -20,8 +25,10 @@ import anyio.to_thread
 import jwt
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
+from redis.asyncio import Redis
 from starlette.requests import HTTPConnection
 
+from signal_hub import keys
 from signal_hub.errors import Forbidden, Unauthorized
 from signal_hub.settings import Settings
 from signal_hub.store import Store, utcnow
@@ -57,14 +64,23 @@ async def burn_password_check(password: str) -> None:
 
 @dataclass(frozen=True, slots=True)
 class Principal:
+    """Who is asking, as an access token says: the user, its role, the session (refresh family)
+    the token belongs to, and when the token lapses (epoch seconds)."""
+
     user_id: str
     role: Role
+    family: str
+    expires_at: float
+
+    def expired(self, now: float) -> bool:
+        return now >= self.expires_at
 
 
 class Tokens:
-    def __init__(self, settings: Settings, store: Store) -> None:
+    def __init__(self, settings: Settings, store: Store, redis: Redis) -> None:
         self.settings = settings
         self.store = store
+        self.redis = redis
         self._key = str(settings.jwt_secret)
 
     def _encode(self, claims: dict[str, Any], ttl_s: int) -> str:
@@ -79,7 +95,7 @@ class Tokens:
         }
         return jwt.encode(payload, self._key, algorithm=ALGORITHM)
 
-    def _decode(self, token: str, expected: TokenType) -> dict[str, Any]:
+    def _decode(self, token: str, expected: TokenType, verify_exp: bool = True) -> dict[str, Any]:
         try:
             claims: dict[str, Any] = jwt.decode(
                 token,
@@ -87,7 +103,10 @@ class Tokens:
                 algorithms=[ALGORITHM],
                 audience=self.settings.jwt_audience,
                 issuer=self.settings.jwt_issuer,
-                options={"require": ["exp", "iat", "iss", "aud", "sub", "typ", "jti"]},
+                options={
+                    "require": ["exp", "iat", "iss", "aud", "sub", "typ", "jti"],
+                    "verify_exp": verify_exp,
+                },
             )
         except jwt.ExpiredSignatureError:
             raise Unauthorized("The token has expired.", "token_expired") from None
@@ -97,8 +116,14 @@ class Tokens:
             raise Unauthorized(f"An {expected} token is required here.", "invalid_token")
         return claims
 
-    def access_token(self, user_id: str, role: str) -> str:
-        claims = {"sub": user_id, "role": role, "typ": "access", "jti": secrets.token_hex(8)}
+    def access_token(self, user_id: str, role: str, family: str) -> str:
+        claims = {
+            "sub": user_id,
+            "role": role,
+            "typ": "access",
+            "jti": secrets.token_hex(8),
+            "fam": family,
+        }
         return self._encode(claims, self.settings.access_token_ttl_s)
 
     async def issue(self, user_id: str, role: str, family: str | None = None) -> dict[str, str]:
@@ -117,7 +142,7 @@ class Tokens:
             }
         )
         refresh = self._encode({"sub": user_id, "typ": "refresh", "jti": jti}, ttl)
-        return {"access_token": self.access_token(user_id, role), "refresh_token": refresh}
+        return {"access_token": self.access_token(user_id, role, family), "refresh_token": refresh}
 
     async def refresh(self, refresh_token: str, role_of: Any) -> dict[str, str]:
         """Rotate: spend ``refresh_token`` once and return a new pair.
@@ -133,18 +158,51 @@ class Tokens:
         if spent is None:
             record = await self.store.refresh_tokens.find_one({"_id": claims["jti"]})
             if record is not None:
-                await self.store.refresh_tokens.update_many(
-                    {"family": record["family"]}, {"$set": {"revoked": True}}
-                )
+                await self.revoke_family(record["family"])
             raise Unauthorized("This refresh token was already used or revoked.", "token_reused")
         role = await role_of(claims["sub"])
         if role is None:
             raise Unauthorized("The account no longer exists.", "invalid_token")
         return await self.issue(claims["sub"], role, family=spent["family"])
 
+    async def revoke(self, refresh_token: str) -> tuple[str, str] | None:
+        """Log out: revoke the family of ``refresh_token`` (even an expired one, if genuine).
+        Returns ``(user_id, family)``, or None when the token is not one of ours."""
+        try:
+            claims = self._decode(refresh_token, "refresh", verify_exp=False)
+        except Unauthorized:
+            return None
+        record = await self.store.refresh_tokens.find_one({"_id": claims["jti"]})
+        if record is None:
+            return None
+        await self.revoke_family(record["family"])
+        return record["user_id"], record["family"]
+
+    async def revoke_family(self, family: str) -> None:
+        """End a session everywhere: no refresh in the store, no access token on any hub."""
+        await self.store.refresh_tokens.update_many({"family": family}, {"$set": {"revoked": True}})
+        await self.redis.set(keys.revoked_family(family), 1, ex=self.settings.access_token_ttl_s)
+
     def principal(self, token: str) -> Principal:
+        """The token's principal, checked offline (signature, type, expiry); see :meth:`live`."""
         claims = self._decode(token, "access")
-        return Principal(user_id=claims["sub"], role=claims["role"])
+        return Principal(
+            user_id=claims["sub"],
+            role=claims["role"],
+            family=str(claims.get("fam", "")),
+            expires_at=float(claims["exp"]),
+        )
+
+    async def live(self, principal: Principal) -> Principal:
+        """``principal``, unless its token lapsed or its session was ended (one Redis read)."""
+        if principal.expired(time.time()):
+            raise Unauthorized("The token has expired.", "token_expired")
+        if await self.redis.exists(keys.revoked_family(principal.family)):
+            raise Unauthorized("This session has ended; log in again.", "session_ended")
+        return principal
+
+    async def authenticate(self, token: str) -> Principal:
+        return await self.live(self.principal(token))
 
 
 def bearer_token(conn: HTTPConnection) -> str:

@@ -11,6 +11,7 @@ from __future__ import annotations
 class ApiError(Exception):
     status = 400
     code = "bad_request"
+    headers: dict[str, str] | None = None
 
     def __init__(self, message: str, code: str | None = None) -> None:
         super().__init__(message)
@@ -46,9 +47,14 @@ class Conflict(ApiError):
     status, code = 409, "conflict"
 
 
+class PayloadTooLarge(ApiError):
+    status, code = 413, "body_too_large"
+
+
 class RateLimited(ApiError):
     status, code = 429, "rate_limited"
 
-
-class Unavailable(ApiError):
-    status, code = 503, "unavailable"
+    def __init__(self, message: str, retry_after_s: int) -> None:
+        super().__init__(message)
+        self.retry_after_s = max(1, retry_after_s)
+        self.headers = {"Retry-After": str(self.retry_after_s)}

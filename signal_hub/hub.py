@@ -18,6 +18,7 @@ from signal_hub.dispatch import Dispatcher
 from signal_hub.intake import Intake
 from signal_hub.presence import Presence
 from signal_hub.ratelimit import RateLimiter
+from signal_hub.sessions import Sessions
 from signal_hub.settings import Settings
 from signal_hub.store import Store
 
@@ -40,6 +41,7 @@ class Hub:
     dispatcher: Dispatcher
     limiter: RateLimiter
     presence: Presence
+    sessions: Sessions
     brokers: dict[str, Capabilities]
     sio: socketio.AsyncServer
 
@@ -55,13 +57,14 @@ class Hub:
             redis=redis,
             store=store,
             directory=Directory(redis, store),
-            tokens=Tokens(settings, store),
+            tokens=Tokens(settings, store, redis),
             credentials=CredentialsBox(settings),
             intake=Intake(redis, dispatcher, assets, settings.schedule_max_ahead_s),
             canceller=Canceller(redis),
             dispatcher=dispatcher,
             limiter=RateLimiter(redis),
             presence=Presence(redis),
+            sessions=Sessions(redis, sio),
             brokers=brokers,
             sio=sio,
         )

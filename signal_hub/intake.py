@@ -37,6 +37,18 @@ KNOWN_ASSETS_NOTE = "see GET /api/assets"
 
 EXPAND = """
 local mode, dedupe_key, signal_id = ARGV[10], KEYS[4], ARGV[1]
+-- who may send is checked before anything is answered, a resend's old answer included: a
+-- removed trader must get neither a new signal nor the acknowledgement of an old one
+local raw = redis.call('GET', KEYS[1])
+local chan = raw and cjson.decode(raw)
+local function refusal()
+  if not chan then return 'channel_not_found' end
+  for _, sender in ipairs(chan.senders) do
+    if sender == ARGV[3] then return nil end
+  end
+  return 'forbidden'
+end
+if mode ~= 'fire' and refusal() then return {'err', refusal()} end
 if mode == 'fire' then
   if redis.call('ZREM', KEYS[7], signal_id) == 0 then
     if redis.call('HGET', KEYS[3], 'status') == 'active' then
@@ -53,14 +65,7 @@ else
   local previous = redis.call('HGET', KEYS[3], 'ack')
   if previous then return {'ok', previous} end
 end
-local raw = redis.call('GET', KEYS[1])
-if not raw then return {'err', 'channel_not_found'} end
-local chan = cjson.decode(raw)
-local allowed = false
-for _, sender in ipairs(chan.senders) do
-  if sender == ARGV[3] then allowed = true end
-end
-if not allowed then return {'err', 'forbidden'} end
+if refusal() then return {'err', refusal()} end
 if type(chan.assets) == 'table' and #chan.assets > 0 then
   local listed = false
   for _, asset in ipairs(chan.assets) do

@@ -29,6 +29,8 @@ Across signals:
   ``settle:{broker}``         ZSET of placed contracts -> due time (ms), for settlement
   ``recorded:{account}``      SET of contract ids recorded for trades of an account (a day)
   ``daily:{subscription}:{yyyymmdd}`` HASH trades, loss: the risk limits' counters
+  ``revoked:{family}``        an ended session, kept while its access tokens could still live
+  ``sockets:{user}``          HASH ``namespace|sid`` -> session family, the user's open sockets
 """
 
 from __future__ import annotations
@@ -133,6 +135,16 @@ def utc_day(ms: int | None = None) -> str:
 
 def now_ms() -> int:
     return int(time.time() * 1000)
+
+
+def revoked_family(family: str) -> str:
+    """Present while the access tokens of an ended session (a refresh family) could still live."""
+    return f"{PREFIX}revoked:{family}"
+
+
+def sockets_of(user_id: str) -> str:
+    """HASH ``namespace|sid`` -> session family: a user's open sockets on every hub."""
+    return f"{PREFIX}sockets:{user_id}"
 
 
 def rate_limit(scope: str, subject: str) -> str:

@@ -13,13 +13,16 @@ class RateLimiter:
         self.redis = redis
 
     async def hit(self, scope: str, subject: str, limit: int, window_s: int) -> None:
-        """Count one request; raise :class:`RateLimited` past ``limit`` in the window."""
+        """Count one request; raise :class:`RateLimited` past ``limit`` in the window, saying
+        when the window ends (``Retry-After``)."""
         if limit <= 0:
             return
         key = keys.rate_limit(scope, subject)
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.set(key, 0, ex=window_s, nx=True)  # the window starts with its first request
             pipe.incr(key)
-            _, count = await pipe.execute()
+            pipe.ttl(key)
+            _, count, ttl = await pipe.execute()
         if count > limit:
-            raise RateLimited("Too many requests; wait a moment and try again.")
+            wait = ttl if ttl > 0 else window_s
+            raise RateLimited(f"Too many requests; try again in {wait} s.", wait)

@@ -8,6 +8,8 @@ token is refused there. Acknowledgements are ``{"ok": true, ...}`` or ``{"ok": f
 
 from __future__ import annotations
 
+import asyncio
+import time
 from typing import Any
 from urllib.parse import urlparse
 
@@ -42,6 +44,20 @@ class OrjsonPackets:
         return orjson.loads(text)
 
 
+def allowed_origin(origins: list[str]) -> Any:
+    """Socket.IO's origin check: the hub's own origin (its scheme as a trusted proxy says, see
+    ``FORWARDED_ALLOW_IPS``) or one of ``CORS_ORIGINS`` (the app on another origin, such as
+    CloudFront). A client that sends no Origin (not a browser) is no cross-site risk."""
+
+    def check(origin: str | None, environ: dict[str, Any]) -> bool:
+        if not origin or origin in origins:
+            return True
+        own = f"{environ.get('wsgi.url_scheme', 'http')}://{environ.get('HTTP_HOST', '')}"
+        return origin == own
+
+    return check
+
+
 def build_server(settings: Settings) -> socketio.AsyncServer:
     """The Socket.IO server, sharing rooms across hub instances through Redis pub/sub."""
     # Pub/sub channels are global to a Redis server, not per database: name ours by database.
@@ -51,7 +67,9 @@ def build_server(settings: Settings) -> socketio.AsyncServer:
         async_mode="asgi",
         client_manager=manager,
         json=OrjsonPackets,
-        cors_allowed_origins=settings.cors_origins or [],
+        # Never [] (which switches the check off and admits any site).
+        cors_allowed_origins=allowed_origin(settings.cors_origins),
+        cors_credentials=True,
         logger=False,
         engineio_logger=False,
     )
@@ -61,14 +79,25 @@ def error_ack(exc: ApiError) -> dict[str, Any]:
     return {"ok": False, **exc.as_dict()}
 
 
+_INTERNAL = ApiError("That could not be done; try again.", "internal")
+
+
 class _Authenticated(socketio.AsyncNamespace):  # type: ignore[misc]
+    """A namespace whose sockets carry a live session.
+
+    The token is checked at connect; each socket is recorded in :class:`Sessions` (so a logout
+    or a removal reaches it on any hub) and disconnected when its access token lapses, so the
+    client reconnects with a fresh one. Every request on it checks the session again.
+    """
+
     hub: Hub
 
     def __init__(self, namespace: str, hub: Hub) -> None:
         super().__init__(namespace)
         self.hub = hub
+        self._lapses: dict[str, asyncio.TimerHandle] = {}
 
-    def authenticate(self, auth: Any) -> Principal:
+    async def authenticate(self, sid: str, auth: Any) -> Principal:
         token = auth.get("token") if isinstance(auth, dict) else None
         if not isinstance(token, str) or not token:
             raise socketio.exceptions.ConnectionRefusedError(
@@ -77,22 +106,52 @@ class _Authenticated(socketio.AsyncNamespace):  # type: ignore[misc]
                 ).as_dict()
             )
         try:
-            return self.hub.tokens.principal(token)
+            principal = await self.hub.tokens.authenticate(token)
         except ApiError as exc:
             raise socketio.exceptions.ConnectionRefusedError(exc.as_dict()) from None
+        await self.save_session(sid, {"principal": principal})
+        await self.hub.sessions.opened(principal.user_id, self.namespace, sid, principal.family)
+        delay = max(0.0, principal.expires_at - time.time())
+        self._lapses[sid] = asyncio.get_running_loop().call_later(
+            delay, lambda: asyncio.ensure_future(self.disconnect(sid))
+        )
+        return principal
+
+    async def on_disconnect(self, sid: str, *reason: Any) -> None:
+        lapse = self._lapses.pop(sid, None)
+        if lapse is not None:
+            lapse.cancel()
+        session = await self.get_session(sid)
+        principal: Principal | None = session.get("principal")
+        if principal is not None:
+            await self.hub.sessions.closed(principal.user_id, self.namespace, sid)
+            await self.disconnected(principal)
+
+    async def disconnected(self, principal: Principal) -> None:
+        """What a namespace undoes when one of its sockets goes."""
 
     async def principal(self, sid: str) -> Principal:
+        """The socket's principal, if its session is still live; if not, the socket is
+        disconnected after this request's refusal."""
         session = await self.get_session(sid)
         principal: Principal = session["principal"]
-        return principal
+        try:
+            return await self.hub.tokens.live(principal)
+        except ApiError:
+            asyncio.get_running_loop().call_later(
+                0.05, lambda: asyncio.ensure_future(self.disconnect(sid))
+            )
+            raise
+
+    async def limit(self, principal: Principal, scope: str, per_s: int) -> None:
+        await self.hub.limiter.hit(scope, principal.user_id, per_s, 1)
 
 
 class ProviderNamespace(_Authenticated):
     """Providers and the traders they named: send and cancel signals, watch executions."""
 
     async def on_connect(self, sid: str, environ: dict[str, Any], auth: Any = None) -> None:
-        principal = self.authenticate(auth)
-        await self.save_session(sid, {"principal": principal})
+        principal = await self.authenticate(sid, auth)
         channels = self.hub.store.channels.find(
             {"$or": [{"provider_id": principal.user_id}, {"traders": principal.user_id}]},
             {"_id": 1},
@@ -101,11 +160,9 @@ class ProviderNamespace(_Authenticated):
             await self.enter_room(sid, channel_room(channel["_id"]))
 
     async def on_signal(self, sid: str, data: Any = None) -> dict[str, Any]:
-        principal = await self.principal(sid)
         try:
-            await self.hub.limiter.hit(
-                "signal", principal.user_id, self.hub.settings.signal_rate_limit_per_s, 1
-            )
+            principal = await self.principal(sid)
+            await self.limit(principal, "signal", self.hub.settings.signal_rate_limit_per_s)
             ack = await self.hub.intake.submit(principal.user_id, data)
         except ApiError as exc:
             return error_ack(exc)
@@ -116,24 +173,35 @@ class ProviderNamespace(_Authenticated):
         return ack
 
     async def on_cancel(self, sid: str, data: Any = None) -> dict[str, Any]:
-        principal = await self.principal(sid)
         try:
+            principal = await self.principal(sid)
+            await self.limit(principal, "control", self.hub.settings.control_rate_limit_per_s)
             return await self.hub.canceller.cancel(principal.user_id, data)
         except ApiError as exc:
             return error_ack(exc)
+        except Exception:
+            logger.exception("cancel failed")
+            return error_ack(_INTERNAL)
 
     async def on_join(self, sid: str, data: Any = None) -> dict[str, Any]:
         """Join a channel's room (e.g. one created after connecting)."""
-        principal = await self.principal(sid)
-        channel_id = data.get("channel_id") if isinstance(data, dict) else None
-        if not isinstance(channel_id, str):
-            return error_ack(ValidationFailed("join needs {channel_id}."))
-        channel = await self.hub.store.channels.find_one({"_id": channel_id})
-        if channel is None or principal.user_id not in (
-            channel["provider_id"],
-            *channel.get("traders", []),
-        ):
-            return error_ack(Forbidden("You may not watch this channel.", "forbidden"))
+        try:
+            principal = await self.principal(sid)
+            await self.limit(principal, "control", self.hub.settings.control_rate_limit_per_s)
+            channel_id = data.get("channel_id") if isinstance(data, dict) else None
+            if not isinstance(channel_id, str):
+                raise ValidationFailed("join needs {channel_id}.")
+            channel = await self.hub.store.channels.find_one({"_id": channel_id})
+            if channel is None or principal.user_id not in (
+                channel["provider_id"],
+                *channel.get("traders", []),
+            ):
+                raise Forbidden("You may not watch this channel.", "forbidden")
+        except ApiError as exc:
+            return error_ack(exc)
+        except Exception:
+            logger.exception("join failed")
+            return error_ack(_INTERNAL)
         await self.enter_room(sid, channel_room(channel_id))
         return {"ok": True, "channel_id": channel_id}
 
@@ -142,13 +210,9 @@ class SubscriberNamespace(_Authenticated):
     """A subscriber's own executions and settlements."""
 
     async def on_connect(self, sid: str, environ: dict[str, Any], auth: Any = None) -> None:
-        principal = self.authenticate(auth)
-        await self.save_session(sid, {"principal": principal})
+        principal = await self.authenticate(sid, auth)
         await self.hub.presence.joined(principal.user_id)
         await self.enter_room(sid, user_room(principal.user_id))
 
-    async def on_disconnect(self, sid: str, *reason: Any) -> None:
-        session = await self.get_session(sid)
-        principal: Principal | None = session.get("principal")
-        if principal is not None:
-            await self.hub.presence.left(principal.user_id)
+    async def disconnected(self, principal: Principal) -> None:
+        await self.hub.presence.left(principal.user_id)

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import os
+
+# Development is an explicit choice (the published secrets stand in for missing ones); every
+# process the tests start inherits it. Set before anything reads the settings.
+os.environ["APP_ENV"] = "development"
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 

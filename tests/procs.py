@@ -121,7 +121,7 @@ class System:
         proc = self.spawn(
             "hub",
             [sys.executable, "-m", "uvicorn", "signal_hub.app:app", "--port", str(self.port),
-             "--no-access-log"],
+             "--no-access-log", "--forwarded-allow-ips", self.env.get("FORWARDED_ALLOW_IPS", "")],
         )  # fmt: skip
         wait_until(
             lambda: httpx.get(f"{self.base_url}/readyz", timeout=1).status_code == 200,
@@ -180,15 +180,18 @@ class System:
 
 @contextmanager
 def running_system(db: int, log_dir: Path, **env: str) -> Iterator[System]:
-    """Flush ``db`` and give a :class:`System` bound to it; every process is stopped after."""
-    redis.Redis.from_url(redis_url(db)).flushdb()
+    """Flush ``db`` (of ``REDIS_URL`` if ``env`` names a server of the test's own) and give a
+    :class:`System` bound to it; every process is stopped after."""
+    redis.Redis.from_url(env.get("REDIS_URL") or redis_url(db)).flushdb()
     base_env = {
         **os.environ,
+        "APP_ENV": "development",
         "REDIS_URL": redis_url(db),
         "PYTHONUNBUFFERED": "1",
         "LOG_LEVEL": "INFO",
         "PAPER_LATENCY_MS": "20",
         "SIGNUP_RATE_LIMIT_PER_MIN": "100000",
+        "LOGIN_IP_RATE_LIMIT_PER_MIN": "100000",  # every test logs in from 127.0.0.1
         "FRONTEND_DIR": str(ROOT / "frontend" / "public"),
         **env,
     }

@@ -376,7 +376,8 @@ def test_refresh_rotates_and_reuse_revokes_the_family(api: Api) -> None:
     r = refresh(api, first)
     assert r.status_code == 200, r.text
     pair = r.json()
-    assert set(pair) == {"access_token", "refresh_token"}
+    assert set(pair) == {"user", "access_token", "refresh_token"}
+    assert pair["user"]["id"] == user.id
     assert pair["refresh_token"] != first
     me = api.with_token("GET", "/api/me", pair["access_token"])
     assert me.status_code == 200 and me.json()["id"] == user.id

@@ -31,7 +31,9 @@ _ids = itertools.count(1)
 
 def new_broker(sim: RunningSimulator, connections: int | None = None) -> DerivBroker:
     """An adapter on the simulator, with short timeouts; ``connections`` overrides the pool."""
-    settings = load_settings({"DERIV_WS_URL": sim.ws_url, "DERIV_APP_ID": "1089"})
+    settings = load_settings(
+        {"APP_ENV": "development", "DERIV_WS_URL": sim.ws_url, "DERIV_APP_ID": "1089"}
+    )
     if connections is not None:
         settings = replace(settings, deriv_connections=connections)
     adapter = DerivBroker(settings)
@@ -102,7 +104,7 @@ async def balance_of(http: httpx.AsyncClient, loginid: str) -> float:
 
 def test_registered_and_shaped_like_the_protocol() -> None:
     assert resolve_adapter("deriv") is DerivBroker
-    adapter = DerivBroker(load_settings({}))
+    adapter = DerivBroker(load_settings({"APP_ENV": "development"}))
     assert isinstance(adapter, BrokerAdapter)
     caps = DerivBroker.capabilities
     assert caps["min_stake"] == Decimal("0.35")
@@ -301,7 +303,9 @@ async def test_find_purchase_by_details_after_a_restart(
     await broker.open([me])
     bought, never = order(me), order(me, direction="PUT")
     [fill] = await broker.buy([bought])
-    fresh = DerivBroker(load_settings({"DERIV_WS_URL": sim.ws_url}))  # no memory of receipts
+    fresh = DerivBroker(
+        load_settings({"APP_ENV": "development", "DERIV_WS_URL": sim.ws_url})
+    )  # no memory of receipts
     try:
         found = await fresh.find_purchase(bought)
         # The statement stamps to the whole second; the live receipt by its arrival.

@@ -17,7 +17,11 @@ from signal_hub.settings import load_settings
 
 @pytest.fixture
 async def paper(redis: Redis, unit_redis_url: str) -> AsyncIterator[PaperBroker]:
-    broker = PaperBroker(load_settings({"REDIS_URL": unit_redis_url, "PAPER_LATENCY_MS": "0"}))
+    broker = PaperBroker(
+        load_settings(
+            {"APP_ENV": "development", "REDIS_URL": unit_redis_url, "PAPER_LATENCY_MS": "0"}
+        )
+    )
     await broker.open([])
     yield broker
     await broker.close()

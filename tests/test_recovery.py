@@ -90,8 +90,8 @@ async def test_release_ends_cancelled_and_late_claims_skipped(redis: Redis) -> N
 
 
 def reaper_for(unit_redis_url: str) -> Reaper:
-    settings = load_settings({"REDIS_URL": unit_redis_url, "PAPER_LATENCY_MS": "0",
-                              "BROKERS": "paper"})  # fmt: skip
+    settings = load_settings({"APP_ENV": "development", "REDIS_URL": unit_redis_url,
+                              "PAPER_LATENCY_MS": "0", "BROKERS": "paper"})  # fmt: skip
     return Reaper(settings)
 
 

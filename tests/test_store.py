@@ -22,7 +22,7 @@ BACKENDS = ["embedded"] + (["mongodb"] if os.environ.get("MONGODB_URL") else [])
 
 @pytest.fixture(params=BACKENDS)
 async def store(request: pytest.FixtureRequest) -> AsyncIterator[Store]:
-    env = {"MONGODB_DB": f"ctc_test_{uuid.uuid4().hex[:8]}"}
+    env = {"APP_ENV": "development", "MONGODB_DB": f"ctc_test_{uuid.uuid4().hex[:8]}"}
     if request.param == "mongodb":
         env["MONGODB_URL"] = os.environ["MONGODB_URL"]
     store = Store.open(load_settings(env))
@@ -78,7 +78,7 @@ async def test_aggregate_sort_limit_and_single_use_updates(store: Store) -> None
 
 
 def durable_store(path: Path) -> Store:
-    return Store.open(load_settings({"EMBEDDED_STORE_PATH": str(path)}))
+    return Store.open(load_settings({"APP_ENV": "development", "EMBEDDED_STORE_PATH": str(path)}))
 
 
 async def test_embedded_store_survives_a_restart(tmp_path: Path) -> None:

@@ -41,6 +41,17 @@ SIM = Simulator(price_seed=get_settings().price_seed)
 CONNECTIONS: set[Connection] = set()
 
 
+def load_accounts(path: str) -> int:
+    """Open the accounts of a JSON file ``{"accounts": [{token, balance, currency?}, ...]}``
+    before the first connection, so that workers starting beside the simulator find the demo's
+    tokens already valid (``DERIV_SIM_ACCOUNTS``)."""
+    with open(path, encoding="utf-8") as file:
+        many = orjson.loads(file.read())["accounts"]
+    for data in many:
+        SIM.upsert_account(*_account_spec(data))
+    return len(many)
+
+
 class Connection:
     """One client socket: messages are planned on arrival, then answered concurrently.
 
@@ -239,6 +250,11 @@ def _account_spec(data: dict[str, Any]) -> tuple[str, Decimal, str]:
     if not balance.is_finite() or balance < 0:
         raise ValueError("balance must be a number >= 0")
     return token, balance.quantize(Decimal("0.01")), currency
+
+
+_ACCOUNTS_FILE = get_settings().deriv_sim_accounts
+if _ACCOUNTS_FILE:
+    load_accounts(_ACCOUNTS_FILE)
 
 
 async def purchases(request: Request) -> JSONResponse:

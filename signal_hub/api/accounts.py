@@ -12,13 +12,14 @@ from starlette.routing import Route
 from signal_hub.api.common import body, caller, hub_of, ok
 from signal_hub.errors import ValidationFailed
 from signal_hub.store import new_id, utcnow
+from signal_hub.validation import Name
 
 
 class BrokerAccountIn(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
     broker: str = Field(min_length=1, max_length=32)
     credentials: dict[str, str | int | float] = Field(default_factory=dict, max_length=10)
-    label: str | None = Field(default=None, max_length=80)
+    label: Name | None = None
     currency: str = Field(default="USD", pattern=r"^[A-Z]{3}$")
 
 
@@ -33,7 +34,7 @@ def public_account(account: dict[str, Any]) -> dict[str, Any]:
 
 
 async def create_account(request: Request) -> JSONResponse:
-    principal = caller(request, "subscriber")
+    principal = await caller(request, "subscriber")
     data = await body(request, BrokerAccountIn)
     hub = hub_of(request)
     capabilities = hub.brokers.get(data.broker)
@@ -61,7 +62,7 @@ async def create_account(request: Request) -> JSONResponse:
 
 
 async def list_accounts(request: Request) -> JSONResponse:
-    principal = caller(request, "subscriber")
+    principal = await caller(request, "subscriber")
     accounts = (
         await hub_of(request)
         .store.broker_accounts.find({"user_id": principal.user_id})

@@ -1,4 +1,10 @@
-"""Sign-up, login, token refresh, and who am I."""
+"""Sign-up, login, token refresh, logout, and who am I.
+
+A browser keeps its refresh token in an httpOnly cookie (``ctc_refresh``, path ``/api/auth``,
+SameSite=Strict, Secure except on localhost) that the hub sets on signup, login and refresh and
+clears on logout; page scripts never see it. Other clients keep using the JSON
+``refresh_token`` of the answers and bodies.
+"""
 
 from __future__ import annotations
 
@@ -7,13 +13,19 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, EmailStr, Field, StringConstraints
 from pymongo.errors import DuplicateKeyError
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from signal_hub.api.channels import adopt_named_trader
 from signal_hub.api.common import body, caller, client_ip, hub_of, ok, public_user
 from signal_hub.auth import burn_password_check, hash_password, verify_password
 from signal_hub.errors import Conflict, NotFound, Unauthorized
 from signal_hub.store import new_id, utcnow
+from signal_hub.validation import Name
+
+REFRESH_COOKIE = "ctc_refresh"
+REFRESH_COOKIE_PATH = "/api/auth"
+_LOCAL_HOSTS = ("localhost", "127.0.0.1", "::1", "[::1]")
 
 
 class SignupIn(BaseModel):
@@ -24,7 +36,7 @@ class SignupIn(BaseModel):
         min_length=8, max_length=256
     )
     role: Literal["provider", "subscriber"]
-    display_name: str | None = Field(default=None, min_length=1, max_length=80)
+    display_name: Name | None = None
 
 
 class LoginIn(BaseModel):
@@ -38,13 +50,37 @@ class RefreshIn(BaseModel):
     refresh_token: str = Field(min_length=1, max_length=4096)
 
 
-async def _limit(request: Request, scope: str, subject: str, per_minute: int) -> None:
-    await hub_of(request).limiter.hit(scope, f"{client_ip(request)}|{subject}", per_minute, 60)
+async def _limit(request: Request, scope: str, subject: str, limit: int, window_s: int) -> None:
+    await hub_of(request).limiter.hit(scope, subject, limit, window_s)
+
+
+def _session(request: Request, payload: dict[str, Any], status: int = 200) -> JSONResponse:
+    """The answer that starts or continues a session, with the refresh cookie set."""
+    response = ok(payload, status)
+    hostname = (request.url.hostname or "").lower()
+    response.set_cookie(
+        REFRESH_COOKIE,
+        payload["refresh_token"],
+        max_age=hub_of(request).settings.refresh_token_ttl_s,
+        path=REFRESH_COOKIE_PATH,
+        httponly=True,
+        samesite="strict",
+        secure=hostname not in _LOCAL_HOSTS,
+    )
+    return response
+
+
+async def _refresh_token_of(request: Request) -> str | None:
+    """The refresh token of a body ``{refresh_token}`` if the request has a body, else of the
+    cookie."""
+    if int(request.headers.get("content-length") or 0) or request.headers.get("transfer-encoding"):
+        return (await body(request, RefreshIn)).refresh_token
+    return request.cookies.get(REFRESH_COOKIE) or None
 
 
 async def signup(request: Request) -> JSONResponse:
     hub = hub_of(request)
-    await _limit(request, "signup", "", hub.settings.signup_rate_limit_per_min)
+    await _limit(request, "signup", client_ip(request), hub.settings.signup_rate_limit_per_min, 60)
     data = await body(request, SignupIn)
     user: dict[str, Any] = {
         "_id": new_id(),
@@ -58,37 +94,64 @@ async def signup(request: Request) -> JSONResponse:
         await hub.store.users.insert_one(user)
     except DuplicateKeyError:
         raise Conflict("An account with this email already exists.", "email_taken") from None
+    await adopt_named_trader(hub, user)
     tokens = await hub.tokens.issue(user["_id"], user["role"])
-    return ok({"user": public_user(user), **tokens}, 201)
+    return _session(request, {"user": public_user(user), **tokens}, 201)
 
 
 async def login(request: Request) -> JSONResponse:
     data = await body(request, LoginIn)
     hub = hub_of(request)
-    await _limit(request, "login", data.email.lower(), hub.settings.login_rate_limit_per_min)
-    user = await hub.store.users.find_one({"email": data.email.lower()})
+    settings, ip, email = hub.settings, client_ip(request), data.email.lower()
+    await _limit(request, "login-ip", ip, settings.login_ip_rate_limit_per_min, 60)
+    await _limit(request, "login", f"{ip}|{email}", settings.login_rate_limit_per_min, 60)
+    await _limit(request, "login-acct", email, settings.login_account_rate_limit_per_hour, 3600)
+    user = await hub.store.users.find_one({"email": email})
     if user is None:
         await burn_password_check(data.password)
     if user is None or not await verify_password(user["password_hash"], data.password):
         raise Unauthorized("Wrong email or password.", "invalid_credentials")
     tokens = await hub.tokens.issue(user["_id"], user["role"])
-    return ok({"user": public_user(user), **tokens})
+    return _session(request, {"user": public_user(user), **tokens})
 
 
 async def refresh(request: Request) -> JSONResponse:
+    """Rotate the refresh token (the cookie, or ``{refresh_token}``) for a new pair."""
     hub = hub_of(request)
-    await _limit(request, "refresh", "", hub.settings.signup_rate_limit_per_min)
-    data = await body(request, RefreshIn)
+    await _limit(request, "refresh", client_ip(request), hub.settings.signup_rate_limit_per_min, 60)
+    token = await _refresh_token_of(request)
+    if token is None:
+        raise Unauthorized("No session: log in.", "no_session")
+    users: dict[str, dict[str, Any]] = {}
 
     async def role_of(user_id: str) -> str | None:
-        user = await hub.store.users.find_one({"_id": user_id}, {"role": 1})
-        return user["role"] if user else None
+        user = await hub.store.users.find_one({"_id": user_id})
+        if user is None:
+            return None
+        users[user_id] = user
+        role: str = user["role"]
+        return role
 
-    return ok(await hub.tokens.refresh(data.refresh_token, role_of))
+    tokens = await hub.tokens.refresh(token, role_of)
+    (user,) = users.values()
+    return _session(request, {"user": public_user(user), **tokens})
+
+
+async def logout(request: Request) -> Response:
+    """End the session: revoke its refresh family everywhere and clear the cookie. Always 204,
+    so that it says nothing about the token it was given."""
+    token = await _refresh_token_of(request)
+    if token:
+        ended = await hub_of(request).tokens.revoke(token)
+        if ended:
+            await hub_of(request).sessions.end_family(*ended)
+    response = Response(status_code=204)
+    response.delete_cookie(REFRESH_COOKIE, path=REFRESH_COOKIE_PATH, httponly=True)
+    return response
 
 
 async def me(request: Request) -> JSONResponse:
-    principal = caller(request)
+    principal = await caller(request)
     user = await hub_of(request).store.users.find_one({"_id": principal.user_id})
     if user is None:
         raise NotFound("The account no longer exists.", "user_not_found")
@@ -99,5 +162,6 @@ routes = [
     Route("/api/auth/signup", signup, methods=["POST"]),
     Route("/api/auth/login", login, methods=["POST"]),
     Route("/api/auth/refresh", refresh, methods=["POST"]),
+    Route("/api/auth/logout", logout, methods=["POST"]),
     Route("/api/me", me, methods=["GET"]),
 ]

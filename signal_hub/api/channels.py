@@ -9,18 +9,20 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from signal_hub.api.common import body, caller, hub_of, no_content, ok
+from signal_hub.api.common import body, caller, hub_of, no_content, ok, optional_caller
 from signal_hub.auth import Principal
-from signal_hub.errors import Conflict, Forbidden, NotFound, ValidationFailed
+from signal_hub.errors import Forbidden, NotFound, ValidationFailed
 from signal_hub.hub import Hub
+from signal_hub.sockets import channel_room
 from signal_hub.stats import channel_stats
 from signal_hub.store import new_id, utcnow
+from signal_hub.validation import Name, Prose
 
 
 class ChannelIn(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
-    name: str = Field(min_length=1, max_length=80)
-    description: str = Field(default="", max_length=2000)
+    name: Name
+    description: Prose = ""
     assets: list[str] | None = Field(default=None, max_length=100)
     max_signal_delay_ms: int | None = Field(default=None, ge=100, le=60_000)
 
@@ -58,12 +60,13 @@ async def public_channel(hub: Hub, channel: dict[str, Any], full: bool) -> dict[
         "created_at": channel["created_at"],
     }
     if full:
-        view["traders"] = channel.get("traders", [])
+        # Named traders by the email the owner typed: whether an account has it is not said.
+        view["traders"] = [{"email": email} for email in channel.get("trader_emails", [])]
     return view
 
 
 async def create_channel(request: Request) -> JSONResponse:
-    principal = caller(request, "provider")
+    principal = await caller(request, "provider")
     data = await body(request, ChannelIn)
     hub = hub_of(request)
     tradable = {asset for caps in hub.brokers.values() for asset in caps["assets"]}
@@ -89,7 +92,7 @@ async def list_channels(request: Request) -> JSONResponse:
     hub = hub_of(request)
     query: dict[str, Any] = {}
     if request.query_params.get("mine") == "1":
-        query = {"provider_id": caller(request, "provider").user_id}
+        query = {"provider_id": (await caller(request, "provider")).user_id}
     channels = await hub.store.channels.find(query).sort("created_at", -1).limit(200).to_list()
     items = []
     for channel in channels:
@@ -99,14 +102,10 @@ async def list_channels(request: Request) -> JSONResponse:
     return ok({"items": items})
 
 
-def _optional_caller(request: Request) -> Principal | None:
-    return caller(request) if "authorization" in request.headers else None
-
-
 async def get_channel(request: Request) -> JSONResponse:
     hub = hub_of(request)
     channel = await load_channel(hub, request.path_params["channel_id"])
-    principal = _optional_caller(request)
+    principal = await optional_caller(request)
     full = principal is not None and owns(principal, channel)
     view = await public_channel(hub, channel, full=full)
     view["stats"] = await channel_stats(hub.store, channel["_id"], full=full)
@@ -116,7 +115,7 @@ async def get_channel(request: Request) -> JSONResponse:
 async def get_stats(request: Request) -> JSONResponse:
     hub = hub_of(request)
     channel = await load_channel(hub, request.path_params["channel_id"])
-    principal = _optional_caller(request)
+    principal = await optional_caller(request)
     full = principal is not None and owns(principal, channel)
     return ok(
         {"channel_id": channel["_id"], **await channel_stats(hub.store, channel["_id"], full)}
@@ -124,7 +123,7 @@ async def get_stats(request: Request) -> JSONResponse:
 
 
 async def _owned_channel(request: Request) -> tuple[Hub, dict[str, Any]]:
-    principal = caller(request, "provider", "admin")
+    principal = await caller(request, "provider", "admin")
     hub = hub_of(request)
     channel = await load_channel(hub, request.path_params["channel_id"])
     if not owns(principal, channel):
@@ -133,30 +132,56 @@ async def _owned_channel(request: Request) -> tuple[Hub, dict[str, Any]]:
 
 
 async def add_trader(request: Request) -> JSONResponse:
+    """Name a trader by email. The answer is the same whether or not an account has that email
+    (no oracle of who has an account here); the account, now or when it signs up, may send."""
     hub, channel = await _owned_channel(request)
     data = await body(request, TraderIn)
-    user = await hub.store.users.find_one({"email": data.email.lower()})
-    if user is None:
-        raise NotFound("No user has that email.", "user_not_found")
-    if user["_id"] == channel["provider_id"] or user["_id"] in channel.get("traders", []):
-        raise Conflict("That user can already send to this channel.", "already_trader")
+    email = data.email.lower()
     updated = await hub.store.channels.find_one_and_update(
-        {"_id": channel["_id"]}, {"$addToSet": {"traders": user["_id"]}}, return_document=True
+        {"_id": channel["_id"]}, {"$addToSet": {"trader_emails": email}}, return_document=True
     )
+    user = await hub.store.users.find_one({"email": email}, {"_id": 1})
+    if user is not None and user["_id"] != channel["provider_id"]:
+        updated = await hub.store.channels.find_one_and_update(
+            {"_id": channel["_id"]}, {"$addToSet": {"traders": user["_id"]}}, return_document=True
+        )
     await hub.directory.put_channel(updated or channel)
-    trader = {"user_id": user["_id"], "email": user["email"], "display_name": user["display_name"]}
-    return ok({"channel_id": channel["_id"], "trader": trader}, 201)
+    return ok({"channel_id": channel["_id"], "trader": {"email": email}}, 201)
+
+
+async def adopt_named_trader(hub: Hub, user: dict[str, Any]) -> None:
+    """A new account whose email a provider named as a trader becomes that trader."""
+    async for channel in hub.store.channels.find({"trader_emails": user["email"]}):
+        updated = await hub.store.channels.find_one_and_update(
+            {"_id": channel["_id"]}, {"$addToSet": {"traders": user["_id"]}}, return_document=True
+        )
+        await hub.directory.put_channel(updated or channel)
 
 
 async def remove_trader(request: Request) -> Response:
+    """Remove a trader, named by user id or by email: it may no longer send, and its open
+    sockets on every hub leave the channel's room at once."""
     hub, channel = await _owned_channel(request)
-    user_id = request.path_params["user_id"]
-    if user_id not in channel.get("traders", []):
+    who = request.path_params["user_id"]
+    if "@" in who:
+        email = who.lower()
+        user = await hub.store.users.find_one({"email": email}, {"_id": 1})
+        user_id = user["_id"] if user else None
+    else:
+        user_id = who
+        user = await hub.store.users.find_one({"_id": who}, {"email": 1})
+        email = user["email"] if user else None
+    named = email in channel.get("trader_emails", []) or user_id in channel.get("traders", [])
+    if not named:
         raise NotFound("That user is not a trader of this channel.", "trader_not_found")
     updated = await hub.store.channels.find_one_and_update(
-        {"_id": channel["_id"]}, {"$pull": {"traders": user_id}}, return_document=True
+        {"_id": channel["_id"]},
+        {"$pull": {"traders": user_id, "trader_emails": email}},
+        return_document=True,
     )
     await hub.directory.put_channel(updated or channel)
+    if user_id is not None:
+        await hub.sessions.leave_room(user_id, "/provider", channel_room(channel["_id"]))
     return no_content()
 
 

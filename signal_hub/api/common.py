@@ -24,12 +24,18 @@ def hub_of(request: Request) -> Hub:
     return hub
 
 
-def caller(request: Request, *roles: Role) -> Principal:
-    """The authenticated caller; with ``roles``, one of those roles is required."""
-    principal = hub_of(request).tokens.principal(bearer_token(request))
+async def caller(request: Request, *roles: Role) -> Principal:
+    """The authenticated caller, whose session has not ended; with ``roles``, one of those
+    roles is required."""
+    principal = await hub_of(request).tokens.authenticate(bearer_token(request))
     if roles:
         require_role(principal, *roles)
     return principal
+
+
+async def optional_caller(request: Request) -> Principal | None:
+    """The caller when the request carries a token (which must then be good), else None."""
+    return await caller(request) if "authorization" in request.headers else None
 
 
 def _not_json(constant: str) -> Any:

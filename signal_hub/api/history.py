@@ -63,7 +63,7 @@ async def _readable_channel(hub: Hub, principal: Principal, channel_id: str) -> 
 
 
 async def list_signals(request: Request) -> JSONResponse:
-    principal = caller(request)
+    principal = await caller(request)
     hub = hub_of(request)
     channel_id = request.query_params.get("channel_id")
     if not channel_id:
@@ -80,7 +80,7 @@ async def list_signals(request: Request) -> JSONResponse:
 
 
 async def get_signal(request: Request) -> JSONResponse:
-    principal = caller(request)
+    principal = await caller(request)
     hub = hub_of(request)
     signal = await hub.store.signals.find_one({"_id": request.path_params["signal_id"]})
     if signal is None:
@@ -91,7 +91,7 @@ async def get_signal(request: Request) -> JSONResponse:
 
 
 async def list_trades(request: Request) -> JSONResponse:
-    principal = caller(request)
+    principal = await caller(request)
     hub = hub_of(request)
     signal_id = request.query_params.get("signal_id")
     query: dict[str, Any]

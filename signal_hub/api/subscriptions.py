@@ -18,17 +18,22 @@ from signal_hub.errors import Conflict, NotFound, ValidationFailed
 from signal_hub.hub import Hub
 from signal_hub.store import new_id, utcnow
 
+# The smallest amounts that mean something: a cent, and a hundredth of a percent of a balance
+# (a stake of 1e-320 % would round to nothing and refuse every trade as below the minimum).
+MIN_AMOUNT = 0.01
+MIN_PERCENT = 0.01
+
 
 class FixedStake(BaseModel):
     model_config = ConfigDict(extra="forbid")
     mode: Literal["fixed"]
-    amount: float = Field(gt=0, le=50_000)
+    amount: float = Field(ge=MIN_AMOUNT, le=50_000)
 
 
 class PercentStake(BaseModel):
     model_config = ConfigDict(extra="forbid")
     mode: Literal["percent"]
-    percent: float = Field(gt=0, le=100)
+    percent: float = Field(ge=MIN_PERCENT, le=100)
 
 
 Stake = Annotated[FixedStake | PercentStake, Field(discriminator="mode")]
@@ -36,8 +41,8 @@ Stake = Annotated[FixedStake | PercentStake, Field(discriminator="mode")]
 
 class Limits(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    max_stake: float | None = Field(default=None, gt=0)
-    daily_loss_limit: float | None = Field(default=None, gt=0)
+    max_stake: float | None = Field(default=None, ge=MIN_AMOUNT, le=1e9)
+    daily_loss_limit: float | None = Field(default=None, ge=MIN_AMOUNT, le=1e9)
     max_trades_per_day: int | None = Field(default=None, ge=1, le=100_000)
 
 
@@ -85,7 +90,7 @@ def _check_stake(hub: Hub, broker: str, stake: FixedStake | PercentStake) -> Non
 
 
 async def subscribe(request: Request) -> JSONResponse:
-    principal = caller(request, "subscriber")
+    principal = await caller(request, "subscriber")
     data = await body(request, SubscribeIn)
     hub = hub_of(request)
     channel = await load_channel(hub, request.path_params["channel_id"])
@@ -115,7 +120,7 @@ async def subscribe(request: Request) -> JSONResponse:
 
 
 async def _own_subscription(request: Request) -> tuple[Hub, Principal, dict[str, Any]]:
-    principal = caller(request, "subscriber")
+    principal = await caller(request, "subscriber")
     hub = hub_of(request)
     sub = await hub.store.subscriptions.find_one({"_id": request.path_params["subscription_id"]})
     if sub is None or sub["user_id"] != principal.user_id:
@@ -151,7 +156,7 @@ async def delete_subscription(request: Request) -> Response:
 
 
 async def list_subscriptions(request: Request) -> JSONResponse:
-    principal = caller(request, "subscriber")
+    principal = await caller(request, "subscriber")
     subs = (
         await hub_of(request)
         .store.subscriptions.find({"user_id": principal.user_id})
