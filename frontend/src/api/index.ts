@@ -75,8 +75,9 @@ export const channelsApi = {
     client.patch<Channel>(`/api/channels/${id(channelId)}`, input),
   addTrader: (channelId: string, email: string) =>
     client.post<unknown>(`/api/channels/${id(channelId)}/traders`, { email }),
-  removeTrader: (channelId: string, userId: string) =>
-    client.delete(`/api/channels/${id(channelId)}/traders/${id(userId)}`),
+  /** `trader` is the email the owner named (or, on older hubs, the user's id). */
+  removeTrader: (channelId: string, trader: string) =>
+    client.delete(`/api/channels/${id(channelId)}/traders/${id(trader)}`),
   subscribers: (channelId: string) =>
     client.get<ChannelSubscribers>(`/api/channels/${id(channelId)}/subscribers`),
   performance: (channelId: string) =>

@@ -37,10 +37,11 @@ export interface ChannelStats {
   pnl?: number
 }
 
+/** A trader the owner named: by email (docs/api.md); older hubs also gave the user's id and name. */
 export interface Trader {
-  user_id: string
   email: string
-  display_name: string | null
+  user_id?: string
+  display_name?: string | null
 }
 
 export interface Channel {

@@ -19,11 +19,14 @@ export function channelAssets(channel: Channel | undefined, assets: AssetsByBrok
   return [...new Set(brokers.flatMap((b) => assets[b] ?? []))].sort()
 }
 
-/** Traders are `{user_id, email, display_name}`; an older hub sent bare ids. */
+/** Traders are `{email}` (an older hub sent bare user ids). */
 export function traderList(channel: Channel | undefined): Trader[] {
-  return (channel?.traders ?? []).map((t) =>
-    typeof t === 'string' ? { user_id: t, email: t, display_name: null } : t,
-  )
+  return (channel?.traders ?? []).map((t) => (typeof t === 'string' ? { email: t, user_id: t } : t))
+}
+
+/** What DELETE /api/channels/{id}/traders/{user_id or email} takes for a trader. */
+export function traderKey(trader: Trader): string {
+  return trader.email || trader.user_id || ''
 }
 
 export const useChannelsStore = defineStore('channels', () => {
@@ -78,11 +81,11 @@ export const useChannelsStore = defineStore('channels', () => {
     await refresh(channelId)
   }
 
-  async function removeTrader(channelId: string, userId: string): Promise<void> {
-    await channelsApi.removeTrader(channelId, userId)
+  async function removeTrader(channelId: string, key: string): Promise<void> {
+    await channelsApi.removeTrader(channelId, key)
     const channel = byId.value.get(channelId)
     if (channel) {
-      upsert({ ...channel, traders: traderList(channel).filter((t) => t.user_id !== userId) })
+      upsert({ ...channel, traders: traderList(channel).filter((t) => traderKey(t) !== key) })
     }
   }
 
