@@ -26,6 +26,17 @@ export default defineConfig({
     emptyOutDir: true,
     sourcemap: false,
     chunkSizeWarningLimit: 600,
+    rolldownOptions: {
+      output: {
+        // chart.js and vue-chartjs in one chunk of their own, loaded by the pages with a chart
+        advancedChunks: {
+          groups: [
+            { name: 'vue', test: /node_modules[\\/](@vue|vue|vue-router|pinia)[\\/]/, priority: 2 },
+            { name: 'charts', test: /node_modules[\\/](chart\.js|vue-chartjs|@kurkle)[\\/]/, priority: 1 },
+          ],
+        },
+      },
+    },
   },
   server: {
     port: 5173,

@@ -108,6 +108,12 @@ def sample(path: str, channel_id: str) -> Any:
 
 def fill_missing(page: Page, channel_id: str) -> None:
     def handle(route: Route) -> None:
+        try:
+            fill(route)
+        except Exception:  # the page or its context closed meanwhile
+            pass
+
+    def fill(route: Route) -> None:
         response = route.fetch()
         url = route.request.url
         path = "/" + url.split("/", 3)[3].split("?")[0]

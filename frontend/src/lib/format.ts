@@ -79,6 +79,16 @@ export function dateTime(iso: string | null | undefined): string {
   })
 }
 
+/** "28 Nov 22:43". */
+export function shortDateTime(iso: string | null | undefined): string {
+  if (!iso) return '—'
+  const d = new Date(iso)
+  if (Number.isNaN(d.getTime())) return '—'
+  const day = d.toLocaleDateString('en-GB', { day: 'numeric', month: 'short' })
+  const time = d.toLocaleTimeString('en-GB', { hour: '2-digit', minute: '2-digit' })
+  return `${day} ${time}`
+}
+
 export function date(iso: string | null | undefined): string {
   if (!iso) return '—'
   const d = new Date(iso)
