@@ -2,6 +2,7 @@
 import { defineStore } from 'pinia'
 import { computed, ref } from 'vue'
 import { channelsApi } from '@/api'
+import { providerConnection } from '@/composables/sockets'
 import type {
   AssetsByBroker,
   Channel,
@@ -64,7 +65,13 @@ export const useChannelsStore = defineStore('channels', () => {
   }
 
   async function create(input: ChannelInput): Promise<Channel> {
-    return upsert(await channelsApi.create(input))
+    const channel = upsert(await channelsApi.create(input))
+    // The provider socket joined its channels' rooms when it connected: join the new one too,
+    // so executions of signals sent to it from elsewhere (a trader) reach this feed.
+    if (providerConnection.state.value === 'connected') {
+      providerConnection.call('join', { channel_id: channel.id }).catch(() => undefined)
+    }
+    return channel
   }
 
   async function update(channelId: string, input: Partial<ChannelInput>): Promise<Channel> {
