@@ -47,8 +47,8 @@ OBSERVE = """() => {
   requestAnimationFrame(loop);
 }"""
 
-MARK = """() => { const s = window.__ctc; s.longtasks = []; s.maxGap = 0; s.last = performance.now();
-  s.t0 = performance.now(); }"""
+MARK = """() => { const s = window.__ctc; s.longtasks = []; s.maxGap = 0;
+  s.last = performance.now(); s.t0 = performance.now(); }"""
 
 COLLECT = """() => { const s = window.__ctc; const tasks = s.longtasks.filter(t => t.start >= s.t0);
   return { elapsed: performance.now() - s.t0, count: tasks.length,
@@ -128,7 +128,9 @@ def main() -> None:
     parser.add_argument("--signals", type=int, default=2)
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
-    result = measure(args.subscribers, args.workers, args.redis_db, args.paper_latency_ms, args.signals)
+    result = measure(
+        args.subscribers, args.workers, args.redis_db, args.paper_latency_ms, args.signals
+    )
     if args.json:
         print(json.dumps(result))
 

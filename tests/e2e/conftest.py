@@ -15,6 +15,9 @@ from pathlib import Path
 
 import httpx
 import pytest
+
+pytest.importorskip("playwright.sync_api", reason="tests/e2e/requirements.txt is not installed")
+
 from playwright.sync_api import (
     Browser,
     BrowserContext,
@@ -22,12 +25,15 @@ from playwright.sync_api import (
     Page,
     Playwright,
     Response,
+    sync_playwright,
 )
-from playwright.sync_api import sync_playwright
 
 from tests.client import Api
-from tests.e2e.browser import launch
+from tests.e2e.browser import CHROMIUM, launch
 from tests.procs import System
+
+if not Path(CHROMIUM).exists():
+    pytest.skip(f"no chromium at {CHROMIUM} (apt-get install chromium)", allow_module_level=True)
 
 FRONTEND = Path(__file__).resolve().parents[2] / "frontend"
 DIST = FRONTEND / "dist"
@@ -63,8 +69,12 @@ class Hub:
         if not self.features.get("brokers"):
             missing.append("GET /api/brokers 404")
         if not self.features.get("public_pages"):  # landing with the rest of the new endpoints
-            missing += ["/api/public/", "GET /api/me/performance 404", "/performance 404",
-                        "/subscribers 404"]
+            missing += [
+                "/api/public/",
+                "GET /api/me/performance 404",
+                "/performance 404",
+                "/subscribers 404",
+            ]
         if not self.features.get("cookie_refresh"):
             missing += ["POST /api/auth/refresh 4", "POST /api/auth/logout 404"]
         return missing
@@ -80,7 +90,8 @@ def probe(base_url: str) -> dict[str, bool]:
         refresh = http.post("/api/auth/refresh")
         spa = http.get("/dashboard")
         return {
-            "spa_fallback": spa.status_code == 200 and "text/html" in spa.headers.get("content-type", ""),
+            "spa_fallback": spa.status_code == 200
+            and "text/html" in spa.headers.get("content-type", ""),
             "cookie_refresh": refresh.status_code == 401,
             "logout": http.post("/api/auth/logout").status_code == 204,
             "public_pages": http.get("/api/public/channels").status_code == 200,

@@ -36,7 +36,9 @@ def login(page: Page, email: str, password: str = PASSWORD, spa_fallback: bool =
     expect(page).not_to_have_url(re.compile(r"/login"))
 
 
-def provider_with_channel(api: Api, name: str = "E2E channel", **channel: Any) -> tuple[User, dict[str, Any]]:
+def provider_with_channel(
+    api: Api, name: str = "E2E channel", **channel: Any
+) -> tuple[User, dict[str, Any]]:
     provider = api.signup("provider", display_name="E2E Desk")
     r = api.call("POST", "/api/channels", provider, json={"name": name, **channel})
     assert r.status_code == 201, r.text
@@ -56,7 +58,10 @@ def paper_subscribers(api: Api, channel_id: str, n: int, stake: float = 2) -> li
             "POST",
             f"/api/channels/{channel_id}/subscribe",
             user,
-            json={"broker_account_id": account.json()["id"], "stake": {"mode": "fixed", "amount": stake}},
+            json={
+                "broker_account_id": account.json()["id"],
+                "stake": {"mode": "fixed", "amount": stake},
+            },
         )
         assert sub.status_code == 201, sub.text
         users.append(user)

@@ -34,12 +34,14 @@ def stored_counts(rest: Api, provider: User, channel_id: str, n: int) -> list[di
     while True:
         r = rest.call("GET", f"/api/signals?channel_id={channel_id}&limit={n}", provider)
         counts = [s["counts"] for s in r.json()["items"]]
-        if len(counts) == n and all(c["placed"] for c in counts) or time.monotonic() > deadline:
+        if (len(counts) == n and all(c["placed"] for c in counts)) or time.monotonic() > deadline:
             return counts
         time.sleep(0.2)
 
 
-def test_send_by_mouse_and_by_shortcut_every_subscriber_placed(browsing: Browsing, rest: Api) -> None:
+def test_send_by_mouse_and_by_shortcut_every_subscriber_placed(
+    browsing: Browsing, rest: Api
+) -> None:
     provider, channel = provider_with_channel(rest, "Pad channel")
     paper_subscribers(rest, channel["id"], 5)
     page, _ = browsing.page()

@@ -24,13 +24,17 @@ def send(desk: Page, channel_name: str, direction: str, expiry_label: str = "15 
     desk.get_by_label("Asset").select_option("EURUSD")
     desk.get_by_label("Expiry").select_option(label=expiry_label)
     desk.get_by_role("button", name=direction, exact=True).click()
-    expect(desk.get_by_role("heading", name=re.compile(rf"^Sent: {direction} EURUSD"))).to_be_visible()
+    expect(
+        desk.get_by_role("heading", name=re.compile(rf"^Sent: {direction} EURUSD"))
+    ).to_be_visible()
 
 
 def test_newcomer_copies_from_a_phone(browsing: Browsing, rest: Api) -> None:
     browsing.hub.require("public_pages")
     spa = browsing.hub.features["spa_fallback"]
-    provider, channel = provider_with_channel(rest, "Phone copy channel", description="Majors only.")
+    provider, channel = provider_with_channel(
+        rest, "Phone copy channel", description="Majors only."
+    )
 
     phone, _ = browsing.page(PHONE)
     started = time.monotonic()
@@ -62,7 +66,9 @@ def test_newcomer_copies_from_a_phone(browsing: Browsing, rest: Api) -> None:
     expect(first.get_by_text("stake 2.00")).to_be_visible()
 
     subscription.get_by_role("button", name=re.compile(r"^Pause")).click()
-    expect(subscription.get_by_text("Paused by you: signals are skipped until you resume")).to_be_visible()
+    expect(
+        subscription.get_by_text("Paused by you: signals are skipped until you resume")
+    ).to_be_visible()
     send(desk, "Phone copy channel", "PUT")
     expect(trades.get_by_text("Skipped: your copying of this channel is paused")).to_be_visible()
 
@@ -71,7 +77,9 @@ def test_newcomer_copies_from_a_phone(browsing: Browsing, rest: Api) -> None:
     expect(phone.get_by_text("You copy no channel yet")).to_be_visible()
 
 
-def test_refused_deriv_token_shows_the_error_and_saves_nothing(browsing: Browsing, rest: Api) -> None:
+def test_refused_deriv_token_shows_the_error_and_saves_nothing(
+    browsing: Browsing, rest: Api
+) -> None:
     browsing.hub.require("public_pages")
     spa = browsing.hub.features["spa_fallback"]
     subscriber = rest.signup("subscriber")
