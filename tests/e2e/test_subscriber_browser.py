@@ -92,7 +92,7 @@ def test_refused_deriv_token_shows_the_error_and_saves_nothing(
     expect(page.get_by_role("link", name="app.deriv.com/account/api-token")).to_have_attribute(
         "href", "https://app.deriv.com/account/api-token"
     )
-    expect(page.get_by_text("Read")).to_be_visible()
+    expect(page.get_by_text("The token needs the Read and Trade scopes")).to_be_visible()
     page.get_by_label("API token").fill("not-a-real-token-123")
     page.get_by_role("button", name="Check and add Deriv account").click()
     expect(page.get_by_role("alert")).to_contain_text("refused by Deriv")
