@@ -30,10 +30,10 @@ def precheck(claim: Claim) -> Refusal | None:
     sub = claim.subscription
     if sub is None:
         return Refusal("skipped", "unsubscribed")
+    if sub.get("paused"):  # before the account: a removed account pauses what used it
+        return Refusal("skipped", "paused")
     if claim.account is None:
         return Refusal("failed", "account_missing")
-    if sub.get("paused"):
-        return Refusal("skipped", "paused")
     limits: dict[str, Any] = sub.get("limits") or {}
     loss_limit = limits.get("daily_loss_limit")
     if loss_limit is not None and claim.loss_today >= float(loss_limit):

@@ -76,6 +76,12 @@ class Directory:
             pipe.sadd(keys.broker_accounts(account["broker"]), account["_id"])
             await pipe.execute()
 
+    async def remove_account(self, account: dict[str, Any]) -> None:
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.delete(keys.account(account["_id"]))
+            pipe.srem(keys.broker_accounts(account["broker"]), account["_id"])
+            await pipe.execute()
+
     async def put_subscription(self, sub: dict[str, Any]) -> None:
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.set(keys.subscription(sub["_id"]), _dumps(subscription_entry(sub)))

@@ -9,6 +9,7 @@ from redis.asyncio import Redis
 
 from broker_workers.adapters import resolve_adapter
 from broker_workers.adapters.base import Capabilities
+from signal_hub.account_checks import AccountChecks
 from signal_hub.auth import Tokens
 from signal_hub.cancel import Canceller
 from signal_hub.connections import redis_client
@@ -42,6 +43,7 @@ class Hub:
     limiter: RateLimiter
     presence: Presence
     sessions: Sessions
+    account_checks: AccountChecks
     brokers: dict[str, Capabilities]
     sio: socketio.AsyncServer
 
@@ -65,6 +67,9 @@ class Hub:
             limiter=RateLimiter(redis),
             presence=Presence(redis),
             sessions=Sessions(redis, sio),
+            account_checks=AccountChecks(
+                settings.redis_url, redis, settings.broker_check_timeout_s
+            ),
             brokers=brokers,
             sio=sio,
         )
@@ -72,5 +77,6 @@ class Hub:
     async def close(self) -> None:
         await self.intake.close()
         self.dispatcher.close()
+        self.account_checks.close()
         await self.store.close()
         await self.redis.aclose()

@@ -29,6 +29,8 @@ Across signals:
   ``settle:{broker}``         ZSET of placed contracts -> due time (ms), for settlement
   ``recorded:{account}``      SET of contract ids recorded for trades of an account (a day)
   ``daily:{subscription}:{yyyymmdd}`` HASH trades, loss: the risk limits' counters
+  ``health:{account}``        HASH: the last check of an account by its broker's workers
+  ``checkreply:{id}``         LIST: a worker's answer to one account check
   ``revoked:{family}``        an ended session, kept while its access tokens could still live
   ``sockets:{user}``          HASH ``namespace|sid`` -> session family, the user's open sockets
 """
@@ -135,6 +137,16 @@ def utc_day(ms: int | None = None) -> str:
 
 def now_ms() -> int:
     return int(time.time() * 1000)
+
+
+def account_health(account_id: str) -> str:
+    """HASH status, balance, currency, checked_ms, message: the last check of an account."""
+    return f"{PREFIX}health:{account_id}"
+
+
+def check_reply(request_id: str) -> str:
+    """LIST a worker pushes its answer to an account check onto, for the hub waiting on it."""
+    return f"{PREFIX}checkreply:{request_id}"
 
 
 def revoked_family(family: str) -> str:

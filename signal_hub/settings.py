@@ -77,6 +77,7 @@ class Settings:
     signal_rate_limit_per_s: int
     control_rate_limit_per_s: int
     max_body_bytes: int
+    broker_check_timeout_s: float
 
     @property
     def development(self) -> bool:
@@ -178,6 +179,8 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
         # Socket.IO join and cancel, per user.
         control_rate_limit_per_s=config("CONTROL_RATE_LIMIT_PER_S", cast=int, default=10),
         max_body_bytes=config("MAX_BODY_BYTES", cast=int, default=1024 * 1024),
+        # How long the hub waits for a broker's worker to check a new account's token.
+        broker_check_timeout_s=config("BROKER_CHECK_TIMEOUT_S", cast=float, default=10.0),
     )
 
 

@@ -92,3 +92,13 @@ def public_user(user: dict[str, Any]) -> dict[str, Any]:
 
 def client_ip(request: Request) -> str:
     return request.client.host if request.client else "unknown"
+
+
+def query_limit(request: Request, page: tuple[int, int]) -> int:
+    """The ``limit`` query parameter within ``page`` = (default, maximum)."""
+    default, maximum = page
+    raw = request.query_params.get("limit", str(default))
+    # isdigit() alone lets through "²" and 5000-digit strings, on which int() raises.
+    if not (raw.isascii() and raw.isdigit() and len(raw) <= 9 and 1 <= int(raw) <= maximum):
+        raise BadRequest(f"limit must be a whole number from 1 to {maximum}.", "invalid_limit")
+    return int(raw)
