@@ -52,12 +52,11 @@ export const authApi = {
   restore(): Promise<boolean> {
     return hadSession() ? client.refresh() : Promise.resolve(false)
   },
+  /** Forgets the session here first (the sockets close before the hub ends them), then has the
+   * hub revoke the refresh family and clear its cookie: that needs only the cookie. */
   async logout(): Promise<void> {
-    try {
-      await client.post<void>('/api/auth/logout', undefined, { auth: false })
-    } finally {
-      client.setSession(null, 'logout')
-    }
+    client.setSession(null, 'logout')
+    await client.post<void>('/api/auth/logout', undefined, { auth: false })
   },
   me: () => client.get<User>('/api/me'),
 }

@@ -97,6 +97,8 @@ export interface AssetResult {
   refund: number
   win_rate: number | null
   pnl?: number
+  /** Public pages: the result of 1 unit staked on each settled signal, per signal. */
+  result_per_unit?: number | null
   result?: number
 }
 
@@ -113,7 +115,8 @@ export interface ChannelPerformance {
   pnl: number
   staked: number
   roi: number | null
-  subscribers: number
+  /** docs/api.md says a number; the hub answers `{active, paused, total}`. */
+  subscribers: number | { active: number; paused: number; total: number }
   latency_ms: LatencyFigures
   equity: EquityPoint[]
   by_asset: AssetResult[]

@@ -74,7 +74,8 @@ export function createConnection(
       }
       if (reason === 'io server disconnect') {
         // the hub closed it (a token that expired while connected): renew and come back
-        void renew()
+        if (client.token) void renew()
+        else state.value = 'offline'
         return
       }
       state.value = 'reconnecting' // the manager retries by itself

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest'
-import { maskId, ms, percent, pnl, signed, signedPercent, trackAge } from './format'
+import { maskId, parseTime, ms, percent, pnl, signed, signedPercent, trackAge } from './format'
 
 describe('numbers a person can read', () => {
   it('signs gains and losses and says which', () => {
@@ -9,6 +9,12 @@ describe('numbers a person can read', () => {
     expect(pnl(12.5)).toBe('+12.50 USD gain')
     expect(pnl(-3)).toBe('\u22123.00 USD loss')
     expect(pnl(0)).toBe('0.00 USD')
+  })
+
+  it('reads API times without a zone as UTC', () => {
+    expect(parseTime('2026-11-29T00:28:39.500000').toISOString()).toBe('2026-11-29T00:28:39.500Z')
+    expect(parseTime('2026-11-29T00:28:39Z').toISOString()).toBe('2026-11-29T00:28:39.000Z')
+    expect(parseTime('2026-11-29T01:28:39+01:00').toISOString()).toBe('2026-11-29T00:28:39.000Z')
   })
 
   it('percent, latency, ages and ids', () => {

@@ -2,6 +2,12 @@
 
 const MINUS = '\u2212'
 
+/** An API time as a Date; a time without a zone is UTC (the API speaks UTC). */
+export function parseTime(iso: string): Date {
+  const zoned = /(Z|[+-]\d\d:?\d\d)$/i.test(iso) || !iso.includes('T') ? iso : `${iso}Z`
+  return new Date(zoned)
+}
+
 export function number(value: number | null | undefined, digits = 0): string {
   if (value === null || value === undefined || Number.isNaN(value)) return '—'
   return value.toLocaleString('en-US', {
@@ -68,7 +74,7 @@ export function expiry(seconds: number): string {
 
 export function dateTime(iso: string | null | undefined): string {
   if (!iso) return '—'
-  const date = new Date(iso)
+  const date = parseTime(iso)
   if (Number.isNaN(date.getTime())) return '—'
   return date.toLocaleString('en-GB', {
     day: '2-digit',
@@ -82,7 +88,7 @@ export function dateTime(iso: string | null | undefined): string {
 /** "28 Nov 22:43". */
 export function shortDateTime(iso: string | null | undefined): string {
   if (!iso) return '—'
-  const d = new Date(iso)
+  const d = parseTime(iso)
   if (Number.isNaN(d.getTime())) return '—'
   const day = d.toLocaleDateString('en-GB', { day: 'numeric', month: 'short' })
   const time = d.toLocaleTimeString('en-GB', { hour: '2-digit', minute: '2-digit' })
@@ -91,21 +97,21 @@ export function shortDateTime(iso: string | null | undefined): string {
 
 export function date(iso: string | null | undefined): string {
   if (!iso) return '—'
-  const d = new Date(iso)
+  const d = parseTime(iso)
   if (Number.isNaN(d.getTime())) return '—'
   return d.toLocaleDateString('en-GB', { day: 'numeric', month: 'short', year: 'numeric' })
 }
 
 export function timeOfDay(iso: string | null | undefined): string {
   if (!iso) return '—'
-  const d = new Date(iso)
+  const d = parseTime(iso)
   if (Number.isNaN(d.getTime())) return '—'
   return d.toLocaleTimeString('en-GB', { hour: '2-digit', minute: '2-digit', second: '2-digit' })
 }
 
 export function ago(iso: string | null | undefined, now = Date.now()): string {
   if (!iso) return '—'
-  const then = new Date(iso).getTime()
+  const then = parseTime(iso).getTime()
   if (Number.isNaN(then)) return '—'
   const s = Math.round((now - then) / 1000)
   if (s < 5) return 'just now'
