@@ -242,6 +242,9 @@ export interface Subscription {
   paused: boolean
   state?: 'active' | 'paused' | 'stopped'
   state_reason?: string | null
+  paused_reason?: string | null
+  /** What counts toward today's limits (UTC day): trades placed and the loss so far. */
+  today?: { trades: number; loss: number }
   created_at: string
   updated_at: string
 }
