@@ -303,6 +303,7 @@ export interface ExecutionEvent {
   channel_id?: string
   asset?: string
   direction?: Direction
+  expiry_seconds?: number
 }
 
 export interface SettlementEvent {

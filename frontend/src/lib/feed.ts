@@ -136,6 +136,19 @@ export class FeedAggregator {
     return true
   }
 
+  /** Names from stored records for rows that arrived live without one; true if any changed. */
+  applyNames(trades: readonly Trade[]): boolean {
+    let changed = false
+    for (const trade of trades) {
+      const row = this.byTrade.get(trade.trade_id ?? trade.id)
+      if (row && !row.subscriber_name && trade.subscriber_name) {
+        row.subscriber_name = trade.subscriber_name
+        changed = true
+      }
+    }
+    return changed
+  }
+
   /** Seeds the feed from stored trade records (the signal's page, a reload). */
   applyTrades(trades: readonly Trade[]): void {
     const ordered = [...trades].sort((a, b) => (a.created_at < b.created_at ? -1 : 1))

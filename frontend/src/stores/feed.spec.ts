@@ -1,5 +1,5 @@
 import { createPinia, setActivePinia } from 'pinia'
-import { beforeEach, describe, expect, it } from 'vitest'
+import { beforeEach, describe, expect, it, vi } from 'vitest'
 import type { ExecutionEvent } from '@/api/types'
 import { setFeedScheduler, useFeedStore } from './feed'
 
@@ -57,5 +57,28 @@ describe('feed store', () => {
     feed.ingestExecutions([exec(1, 'A'), exec(1, 'B')])
     frames.shift()!()
     expect(seen).toEqual([['A', 'B']])
+  })
+})
+
+describe('feed names', () => {
+  it('fills the names of rows that arrived live without one', async () => {
+    setActivePinia(createPinia())
+    setFeedScheduler((run) => run())
+    const { client } = await import('@/api/client')
+    const { json, scriptedFetch } = await import('@/test/http')
+    const http = scriptedFetch({
+      'GET /api/trades': () =>
+        json(200, { items: [{ id: 'S1-t1', trade_id: 'S1-t1', signal_id: 'S1', subscriber_name: 'Ada' }] }),
+    })
+    vi.stubGlobal('fetch', http.fetch)
+    client.setSession({ user: { id: 'p', email: 'p@x.io', role: 'provider', display_name: 'P' }, access_token: 'T' }, 'login')
+    const feed = useFeedStore()
+    feed.follow('S1', 1)
+    feed.ingestExecutions(exec(1))
+    await feed.fillNames('S1')
+    expect(feed.get('S1')?.row('S1-t1')?.subscriber_name).toBe('Ada')
+    expect(http.calls[0]!.path).toBe('/api/trades?signal_id=S1&limit=1')
+    vi.unstubAllGlobals()
+    client.setSession(null, 'logout')
   })
 })

@@ -8,6 +8,7 @@
  */
 import { defineStore } from 'pinia'
 import { computed, markRaw, ref } from 'vue'
+import { signalsApi } from '@/api'
 import type { ExecutionEvent, SettlementEvent, Trade } from '@/api/types'
 import { FeedAggregator, type FeedSummary } from '@/lib/feed'
 import { FrameBatcher, type Scheduler, frameScheduler } from '@/lib/frameBatcher'
@@ -88,6 +89,25 @@ export const useFeedStore = defineStore('feed', () => {
     version.value++
   }
 
+  /**
+   * Live events carry no subscriber name: once a signal's copies have all answered, its stored
+   * records (which have the names) fill them in. Skipped above `maxRows`, where the table's
+   * masked ids stay (one request of that many records is not worth it).
+   */
+  const named = new Set<string>()
+  async function fillNames(signalId: string, maxRows = 2000): Promise<void> {
+    const aggregator = feeds.get(signalId)
+    if (!aggregator || named.has(signalId) || aggregator.received > maxRows) return
+    if (aggregator.rows.every((r) => r.subscriber_name)) return
+    named.add(signalId)
+    try {
+      const { items } = await signalsApi.trades(signalId, Math.max(aggregator.received, 1))
+      if (aggregator.applyNames(items)) version.value++
+    } catch {
+      named.delete(signalId) // masked ids stay; a later call may try again
+    }
+  }
+
   function clear(): void {
     feeds.clear()
     currentId.value = null
@@ -130,6 +150,7 @@ export const useFeedStore = defineStore('feed', () => {
     seed,
     ingestExecutions,
     ingestSettlements,
+    fillNames,
     flush,
     clear,
     onApplied,

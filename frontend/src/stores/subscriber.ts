@@ -34,7 +34,7 @@ export function tradeFromEvent(event: ExecutionEvent): Trade {
     broker: event.broker,
     asset: event.asset ?? '',
     direction: event.direction ?? 'CALL',
-    expiry_seconds: 0,
+    expiry_seconds: event.expiry_seconds ?? 0,
     status: event.status,
     reason: event.reason ?? null,
     contract_id: event.contract_id ?? null,
