@@ -120,6 +120,7 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
     credentials_key = secret(
         "BROKER_CREDENTIALS_KEY", DEV_CREDENTIALS_KEY.decode(), _credentials_key_problem
     )
+    sim_port = config("DERIV_SIM_PORT", cast=int, default=8765)
     if problems:
         raise ConfigurationError(
             "; ".join(problems) + f" (APP_ENV={app_env}; only APP_ENV=development runs on "
@@ -139,8 +140,10 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
         refresh_token_ttl_s=config("REFRESH_TOKEN_TTL_S", cast=int, default=30 * 24 * 3600),
         broker_credentials_key=credentials_key,
         port=config("PORT", cast=int, default=8000),
-        deriv_ws_url=config("DERIV_WS_URL", default="ws://127.0.0.1:8765/websockets/v3"),
-        deriv_sim_port=config("DERIV_SIM_PORT", cast=int, default=8765),
+        # Unset: the local simulator (DERIV_SIM_PORT), as in the demo.
+        deriv_ws_url=config("DERIV_WS_URL", default=None)
+        or f"ws://127.0.0.1:{sim_port}/websockets/v3",
+        deriv_sim_port=sim_port,
         # A JSON file of accounts the simulator opens at start (the demo's Deriv subscribers).
         deriv_sim_accounts=config("DERIV_SIM_ACCOUNTS", default=None) or None,
         deriv_app_id=config("DERIV_APP_ID", default="1089"),
