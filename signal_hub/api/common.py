@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import math
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from pydantic import BaseModel
@@ -68,8 +68,9 @@ def plain(value: Any) -> Any:
         return {("id" if k == "_id" else k): plain(v) for k, v in value.items()}
     if isinstance(value, list):
         return [plain(v) for v in value]
-    if isinstance(value, datetime):
-        return value.isoformat().replace("+00:00", "Z")
+    if isinstance(value, datetime):  # the embedded store hands back naive UTC datetimes
+        aware = value if value.tzinfo else value.replace(tzinfo=UTC)
+        return aware.isoformat().replace("+00:00", "Z")
     return value
 
 

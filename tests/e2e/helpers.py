@@ -12,24 +12,9 @@ from tests.client import Api, User
 PASSWORD = "correct horse battery"  # tests.client.Api's password
 
 
-def visit(page: Page, path: str, spa_fallback: bool = True) -> None:
-    """Opens ``path``. Without the hub's SPA fallback (not landed yet), through the app's router
-    from its home page: the same view, reached the way a link would reach it."""
-    if spa_fallback or path == "/":
-        page.goto(path)
-        return
-    page.goto("/")
-    page.wait_for_function("() => !!document.getElementById('app').__vue_app__")
-    page.evaluate(
-        "p => document.getElementById('app').__vue_app__.config.globalProperties.$router.push(p)",
-        path,
-    )
-    page.wait_for_load_state("networkidle")
-
-
-def login(page: Page, email: str, password: str = PASSWORD, spa_fallback: bool = True) -> None:
+def login(page: Page, email: str, password: str = PASSWORD) -> None:
     """Logs in through /login with the fields 'Email' and 'Password' and the 'Log in' button."""
-    visit(page, "/login", spa_fallback)
+    page.goto("/login")
     page.get_by_label("Email").fill(email)
     page.get_by_label("Password").fill(password)
     page.get_by_role("button", name="Log in").click()

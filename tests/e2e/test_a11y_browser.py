@@ -12,7 +12,7 @@ from playwright.sync_api import Page, expect
 
 from tests.client import Api
 from tests.e2e.conftest import DESKTOP, PHONE, Browsing
-from tests.e2e.helpers import login, paper_subscribers, provider_with_channel, visit
+from tests.e2e.helpers import login, paper_subscribers, provider_with_channel
 
 pytestmark = pytest.mark.browser
 AXE = Axe()
@@ -30,23 +30,22 @@ def serious(page: Page) -> list[dict[str, Any]]:
 
 @pytest.mark.parametrize("viewport", [DESKTOP, PHONE], ids=["desktop", "phone"])
 def test_no_serious_violations(browsing: Browsing, rest: Api, viewport: dict[str, int]) -> None:
-    spa = browsing.hub.features["spa_fallback"]
     provider, channel = provider_with_channel(rest, "Axe channel", description="Checked by axe.")
     (subscriber,) = paper_subscribers(rest, channel["id"], 1)
     report: dict[str, list[dict[str, Any]]] = {}
 
     page, _ = browsing.page(viewport)
-    visit(page, "/login", spa)
+    page.goto("/login")
     expect(page.get_by_role("button", name="Log in")).to_be_visible()
     report["/login"] = serious(page)
-    visit(page, "/channels", spa)
+    page.goto("/channels")
     page.wait_for_load_state("networkidle")
     report["/channels"] = serious(page)
-    visit(page, f"/c/{channel['id']}", spa)
+    page.goto(f"/c/{channel['id']}")
     page.wait_for_load_state("networkidle")
     report["/c/<id>"] = serious(page)
 
-    login(page, provider.email, spa_fallback=spa)
+    login(page, provider.email)
     expect(page).to_have_url(re.compile(r"/dashboard$"))
     expect(page.get_by_role("button", name="CALL", exact=True)).to_be_enabled()
     page.get_by_role("button", name="CALL", exact=True).click()
@@ -54,7 +53,7 @@ def test_no_serious_violations(browsing: Browsing, rest: Api, viewport: dict[str
     report["/dashboard"] = serious(page)
 
     page2, _ = browsing.page(viewport)
-    login(page2, subscriber.email, spa_fallback=spa)
+    login(page2, subscriber.email)
     expect(page2).to_have_url(re.compile(r"/me"))
     expect(page2.get_by_role("heading", name="Subscriptions")).to_be_visible()
     report["/me"] = serious(page2)

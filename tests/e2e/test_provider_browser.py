@@ -11,7 +11,7 @@ from playwright.sync_api import Page, expect
 
 from tests.client import Api, User
 from tests.e2e.conftest import Browsing
-from tests.e2e.helpers import login, paper_subscribers, provider_with_channel, visit
+from tests.e2e.helpers import login, paper_subscribers, provider_with_channel
 
 pytestmark = pytest.mark.browser
 
@@ -45,7 +45,7 @@ def test_send_by_mouse_and_by_shortcut_every_subscriber_placed(
     provider, channel = provider_with_channel(rest, "Pad channel")
     paper_subscribers(rest, channel["id"], 5)
     page, _ = browsing.page()
-    login(page, provider.email, spa_fallback=browsing.hub.features["spa_fallback"])
+    login(page, provider.email)
     pad_ready(page, "Pad channel")
 
     call = page.get_by_role("button", name="CALL", exact=True)
@@ -84,7 +84,7 @@ def test_schedule_then_cancel(browsing: Browsing, rest: Api) -> None:
     provider, channel = provider_with_channel(rest, "Schedule channel")
     paper_subscribers(rest, channel["id"], 2)
     page, _ = browsing.page()
-    login(page, provider.email, spa_fallback=browsing.hub.features["spa_fallback"])
+    login(page, provider.email)
     pad_ready(page, "Schedule channel")
 
     page.get_by_label("Schedule for later").check()
@@ -101,7 +101,6 @@ def test_schedule_then_cancel(browsing: Browsing, rest: Api) -> None:
 
 
 def test_reload_keeps_the_session(browsing: Browsing, rest: Api) -> None:
-    browsing.hub.require("cookie_refresh", "spa_fallback")
     provider, _ = provider_with_channel(rest, "Reload channel")
     page, _ = browsing.page()
     login(page, provider.email)
@@ -114,18 +113,16 @@ def test_reload_keeps_the_session(browsing: Browsing, rest: Api) -> None:
 
 def test_logout_then_refused(browsing: Browsing, rest: Api) -> None:
     provider, _ = provider_with_channel(rest, "Logout channel")
-    spa = browsing.hub.features["spa_fallback"]
     page, console = browsing.page()
-    login(page, provider.email, spa_fallback=spa)
+    login(page, provider.email)
     expect(page.get_by_role("button", name="CALL", exact=True)).to_be_visible()
     page.get_by_role("button", name="Log out").click()
     expect(page).to_have_url(re.compile(r"/login"))
     expect(page.get_by_text("You are logged out.")).to_be_visible()
 
-    visit(page, "/dashboard", spa)
+    page.goto("/dashboard")
     expect(page).to_have_url(re.compile(r"/login\?redirect=(%2F|/)dashboard"))
     expect(page.get_by_role("button", name="Log in")).to_be_visible()
-    if browsing.hub.features["cookie_refresh"]:
-        console.expect("401")  # the refused refresh below
-        refused = page.request.post("/api/auth/refresh")
-        assert refused.status == 401, refused.text()
+    console.expect("401")  # the refused refresh below
+    refused = page.request.post("/api/auth/refresh")
+    assert refused.status == 401, refused.text()

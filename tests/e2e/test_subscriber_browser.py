@@ -12,7 +12,7 @@ from playwright.sync_api import Page, expect
 
 from tests.client import Api, new_email
 from tests.e2e.conftest import DESKTOP, PHONE, Browsing
-from tests.e2e.helpers import PASSWORD, login, provider_with_channel, visit
+from tests.e2e.helpers import PASSWORD, login, provider_with_channel
 
 pytestmark = pytest.mark.browser
 
@@ -30,15 +30,13 @@ def send(desk: Page, channel_name: str, direction: str, expiry_label: str = "15 
 
 
 def test_newcomer_copies_from_a_phone(browsing: Browsing, rest: Api) -> None:
-    browsing.hub.require("public_pages")
-    spa = browsing.hub.features["spa_fallback"]
     provider, channel = provider_with_channel(
         rest, "Phone copy channel", description="Majors only."
     )
 
     phone, _ = browsing.page(PHONE)
     started = time.monotonic()
-    visit(phone, f"/c/{channel['id']}", spa)
+    phone.goto(f"/c/{channel['id']}")
     expect(phone.get_by_role("heading", name="Phone copy channel")).to_be_visible()
     phone.get_by_role("button", name="Copy this provider").click()
     phone.get_by_label("Email").fill(new_email("newcomer"))
@@ -56,7 +54,7 @@ def test_newcomer_copies_from_a_phone(browsing: Browsing, rest: Api) -> None:
     expect(phone.get_by_role("status").filter(has_text="Live")).to_be_visible()
 
     desk, _ = browsing.page(DESKTOP)
-    login(desk, provider.email, spa_fallback=spa)
+    login(desk, provider.email)
     send(desk, "Phone copy channel", "CALL")
 
     trades = phone.get_by_role("list", name="My trades")
@@ -80,12 +78,10 @@ def test_newcomer_copies_from_a_phone(browsing: Browsing, rest: Api) -> None:
 def test_refused_deriv_token_shows_the_error_and_saves_nothing(
     browsing: Browsing, rest: Api
 ) -> None:
-    browsing.hub.require("public_pages")
-    spa = browsing.hub.features["spa_fallback"]
     subscriber = rest.signup("subscriber")
     page, console = browsing.page(PHONE)
     console.expect("POST /api/broker-accounts 422")
-    login(page, subscriber.email, spa_fallback=spa)
+    login(page, subscriber.email)
     expect(page).to_have_url(re.compile(r"/me"))
     page.get_by_role("button", name="Add account").click()
     page.get_by_text("Deriv", exact=True).click()
