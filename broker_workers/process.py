@@ -44,10 +44,10 @@ def precheck(claim: Claimed, signal: SignalInfo, capabilities: Capabilities) -> 
     sub = claim.subscription
     if sub is None:
         return Refusal("skipped", "unsubscribed")
+    if sub.get("paused"):  # before the account: a removed account pauses what used it
+        return Refusal("skipped", "paused")
     if claim.account is None:
         return Refusal("failed", "account_missing")
-    if sub.get("paused"):
-        return Refusal("skipped", "paused")
     if signal.asset not in capabilities["assets"]:
         return Refusal("rejected", "asset_not_offered")
     if not capabilities["min_expiry_s"] <= signal.expiry_seconds <= capabilities["max_expiry_s"]:

@@ -39,7 +39,10 @@ Across signals:
   ``daily:<subscription>:<yyyymmdd>`` HASH trades, loss: the risk limits' counters (two days)
   ``hub:<consumer>``          a hub's heartbeat: its pending results are its own while it lives
   ``online``, ``online:<hub>``  HASH user -> sockets on ``/subscriber``: on all hubs, on one
+  ``health:<account>``        HASH: the last check of an account by its broker's workers
+  ``checkreply:<id>``         LIST: a worker's answer to one account check
   ``revoked:<family>``        an ended session, kept while its access tokens could still live
+  ``suspended:<user>``        a user an operator suspended (its value: the reason)
   ``sockets:<user>``          HASH ``namespace|sid`` -> session family, the user's open sockets
   ``rl:<scope>:<subject>``    a rate limit's window
   ``fault:kill``, ``fault:count``  the fault-injection suite's armed kill point
@@ -157,6 +160,21 @@ def hub_heartbeat(consumer: str) -> str:
 
 def online_at(hub_id: str) -> str:
     return f"{ONLINE}:{hub_id}"
+
+
+def account_health(account_id: str) -> str:
+    """HASH status, balance, currency, checked_ms, message: the last check of an account."""
+    return f"{PREFIX}health:{account_id}"
+
+
+def check_reply(request_id: str) -> str:
+    """LIST a worker pushes its answer to an account check onto, for the hub waiting on it."""
+    return f"{PREFIX}checkreply:{request_id}"
+
+
+def suspended_user(user_id: str) -> str:
+    """Present while an operator has suspended the user: every token of theirs is refused."""
+    return f"{PREFIX}suspended:{user_id}"
 
 
 def revoked_family(family: str) -> str:

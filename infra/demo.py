@@ -30,7 +30,8 @@ import socketio
 
 from broker_workers.deriv_sim.settings import get_settings as sim_settings
 from infra.local_redis import ensure_redis
-from infra.webapp import BuildError, ensure_built
+from infra.publish.build import ensure_built
+from infra.publish.errors import BuildError
 from signal_hub.settings import get_settings
 
 os.environ["APP_ENV"] = "development"  # before anything reads the settings
@@ -40,7 +41,8 @@ SUBSCRIBER_PASSWORD = "demo-subscriber-pass"  # noqa: S105 - demo accounts
 PAPER_SUBSCRIBERS = 20
 DERIV_SUBSCRIBERS = 5
 PROCESSES = ("web", "worker_paper", "worker_deriv", "reaper", "deriv_sim")
-DEMO_DIR = Path(__file__).resolve().parent.parent / ".demo"  # gitignored
+ROOT = Path(__file__).resolve().parent.parent
+DEMO_DIR = ROOT / ".demo"  # gitignored
 DEMO_STORE = DEMO_DIR / "store.jsonl"
 SIM_ACCOUNTS = DEMO_DIR / "deriv_sim_accounts.json"
 DERIV_BALANCE = 10_000
@@ -84,8 +86,8 @@ def deriv_sim_account(token: str, balance: float) -> bool:
     """Open an account on the loopback Deriv simulator; False when it is not running."""
     url = f"http://127.0.0.1:{sim_settings().port}/_sim/accounts"
     try:
-        httpx.post(url, json={"token": token, "balance": balance, "currency": "USD"}, timeout=2)
-        return True
+        body = {"token": token, "balance": balance, "currency": "USD"}
+        return httpx.post(url, json=body, timeout=2).status_code == 201
     except httpx.HTTPError:
         return False
 
@@ -100,6 +102,25 @@ def write_sim_accounts() -> None:
     ]
     SIM_ACCOUNTS.parent.mkdir(parents=True, exist_ok=True)
     SIM_ACCOUNTS.write_text(json.dumps({"accounts": accounts}))
+
+
+def add_account(
+    http: httpx.Client, headers: dict[str, str], broker: str, credentials: dict[str, Any]
+) -> dict[str, Any]:
+    """A broker account, once the broker's worker pool is up to check it (it starts beside the
+    hub, and a Deriv token is checked by a Deriv worker before it is saved)."""
+    deadline = time.monotonic() + 60
+    while True:
+        r = http.post(
+            "/api/broker-accounts",
+            headers=headers,
+            json={"broker": broker, "credentials": credentials},
+        )
+        if r.status_code not in (503, 504) or time.monotonic() > deadline:
+            r.raise_for_status()
+            account: dict[str, Any] = r.json()
+            return account
+        time.sleep(0.5)
 
 
 def seed(url: str) -> dict[str, Any]:
@@ -129,11 +150,7 @@ def seed(url: str) -> dict[str, Any]:
                 credentials = {"token": deriv_token(i)}
                 if not deriv_sim_account(credentials["token"], DERIV_BALANCE):
                     continue
-            account = http.post(
-                "/api/broker-accounts",
-                headers=headers,
-                json={"broker": broker, "credentials": credentials},
-            ).json()
+            account = add_account(http, headers, broker, credentials)
             stake = (
                 {"mode": "fixed", "amount": 5 + i} if i % 3 else {"mode": "percent", "percent": 1}
             )
@@ -196,8 +213,7 @@ def run_demo() -> None:
     if ensure_redis(settings.redis_url):
         print(f"Started a local Redis at {settings.redis_url}")
     try:
-        if ensure_built():
-            print("Built the web app into frontend/dist")
+        print(f"Web app: {ensure_built(ROOT / 'frontend', ROOT / 'frontend' / 'dist')}")
     except BuildError as exc:
         print(f"The web app was not built ({exc}); the API and the signal command still work.")
     write_sim_accounts()

@@ -24,7 +24,16 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute
 
 from core.logs import configure_logging
-from signal_hub.api import accounts, auth, channels, history, subscriptions, system
+from signal_hub.api import (
+    accounts,
+    admin,
+    auth,
+    channels,
+    history,
+    public,
+    subscriptions,
+    system,
+)
 from signal_hub.errors import ApiError
 from signal_hub.frontend import app_files
 from signal_hub.hub import Hub
@@ -94,7 +103,7 @@ def create_app(settings: Settings | None = None) -> socketio.ASGIApp:
 
     routes: list[BaseRoute] = [*auth.routes, *channels.routes, *accounts.routes]
     routes += [*subscriptions.routes]
-    routes += [*history.routes, *system.routes]
+    routes += [*history.routes, *public.routes, *admin.routes, *system.routes]
     middleware = [Middleware(SecurityHeaders)]
     if settings.cors_origins:  # the app on another origin (CloudFront): credentials for the cookie
         middleware.append(

@@ -10,7 +10,8 @@
 - Sessions end: an access token names its refresh family (``fam``). Logging out, or a reused
   refresh token, revokes the family in the store and marks it revoked in Redis for as long as its
   access tokens live, so every hub refuses them at once (REST and Socket.IO alike) instead of
-  letting them run out their quarter of an hour.
+  letting them run out their quarter of an hour. A suspended user is marked in Redis likewise
+  (until an operator lifts it); both marks are read in one ``MGET`` per request.
 """
 
 from __future__ import annotations
@@ -178,6 +179,12 @@ class Tokens:
         await self.revoke_family(record["family"])
         return record["user_id"], record["family"]
 
+    async def revoke_user(self, user_id: str) -> None:
+        """End every session of a user (a suspension): its refresh tokens are spent."""
+        await self.store.refresh_tokens.update_many(
+            {"user_id": user_id}, {"$set": {"revoked": True}}
+        )
+
     async def revoke_family(self, family: str) -> None:
         """End a session everywhere: no refresh in the store, no access token on any hub."""
         await self.store.refresh_tokens.update_many({"family": family}, {"$set": {"revoked": True}})
@@ -197,7 +204,12 @@ class Tokens:
         """``principal``, unless its token lapsed or its session was ended (one Redis read)."""
         if principal.expired(time.time()):
             raise Unauthorized("The token has expired.", "token_expired")
-        if await self.redis.exists(keys.revoked_family(principal.family)):
+        revoked, suspended = await self.redis.mget(
+            keys.revoked_family(principal.family), keys.suspended_user(principal.user_id)
+        )
+        if suspended:
+            raise Forbidden("This account is suspended by the operators.", "account_suspended")
+        if revoked:
             raise Unauthorized("This session has ended; log in again.", "session_ended")
         return principal
 

@@ -30,6 +30,7 @@ def channel_entry(channel: dict[str, Any]) -> dict[str, Any]:
         "senders": [channel["provider_id"], *channel.get("traders", [])],
         "max_signal_delay_ms": channel["max_signal_delay_ms"],
         "assets": channel.get("assets") or None,
+        "suspended": bool(channel.get("suspended")),
     }
 
 
@@ -76,6 +77,9 @@ class Directory:
         await self.redis.hset(
             keys.accounts(account["broker"]), account["_id"], _dumps(account_entry(account))
         )
+
+    async def remove_account(self, account: dict[str, Any]) -> None:
+        await self.redis.hdel(keys.accounts(account["broker"]), account["_id"])
 
     async def put_subscription(self, sub: dict[str, Any]) -> None:
         async with self.redis.pipeline(transaction=True) as pipe:

@@ -32,6 +32,7 @@ What it adds to plain mongomock:
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import functools
 import json
 import os
@@ -463,11 +464,29 @@ class Journal:
 _ADDING = {"insert_one", "insert_many", "create_index"}
 
 
+class StoreInUse(RuntimeError):
+    """Another process has this journal open (a running hub): a second writer would be lost at
+    the first compaction."""
+
+
+def _lock(path: Path) -> TextIO:
+    """An exclusive lock on ``<journal>.lock`` for the life of the database."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    holder = path.with_name(path.name + ".lock").open("a", encoding="utf-8")
+    try:
+        fcntl.flock(holder, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder.close()
+        raise StoreInUse(f"the embedded store {path} is open in another process") from None
+    return holder
+
+
 class EmbeddedDatabase:
     def __init__(self, name: str = "embedded", path: str | os.PathLike[str] | None = None) -> None:
         self._db: Any = mongomock.MongoClient().get_database(name)
         self._collections: dict[str, EmbeddedCollection] = {}
         self._indexes: dict[str, dict[str, Entry]] = {}  # collection -> index entries by text
+        self._lock = _lock(Path(path)) if path else None
         self._journal = Journal(path) if path else None
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="journal")
         if self._journal is not None:
@@ -540,3 +559,6 @@ class EmbeddedDatabase:
         self._writer.shutdown(wait=True)  # what was awaited is written; nothing is dropped
         if self._journal is not None:
             self._journal.close()
+        if self._lock is not None:
+            self._lock.close()  # releases the lock
+            self._lock = None

@@ -47,6 +47,14 @@ class Conflict(ApiError):
     status, code = 409, "conflict"
 
 
+class Unavailable(ApiError):
+    status, code = 503, "unavailable"
+
+
+class GatewayTimeout(ApiError):
+    status, code = 504, "timeout"
+
+
 class PayloadTooLarge(ApiError):
     status, code = 413, "body_too_large"
 

@@ -11,6 +11,7 @@ from core.brokers import Capabilities, capabilities_of
 from core.connections import redis_client
 from core.crypto import CredentialsBox
 from core.dispatch import Dispatcher
+from signal_hub.account_checks import AccountChecks
 from signal_hub.auth import Tokens
 from signal_hub.cancel import Canceller
 from signal_hub.directory import Directory
@@ -36,6 +37,7 @@ class Hub:
     limiter: RateLimiter
     presence: Presence
     sessions: Sessions
+    account_checks: AccountChecks
     brokers: dict[str, Capabilities]  # those this deployment offers (BROKERS), from the catalogue
     sio: socketio.AsyncServer
 
@@ -58,6 +60,9 @@ class Hub:
             limiter=RateLimiter(redis),
             presence=Presence(redis),
             sessions=Sessions(redis, sio),
+            account_checks=AccountChecks(
+                settings.redis_url, redis, settings.broker_check_timeout_s
+            ),
             brokers=brokers,
             sio=sio,
         )
@@ -65,5 +70,6 @@ class Hub:
     async def close(self) -> None:
         await self.intake.close()
         self.dispatcher.close()
+        self.account_checks.close()
         await self.store.close()
         await self.redis.aclose()

@@ -45,6 +45,10 @@ SPARE_POLL_S = 0.1
 _EXPAND_ERRORS: dict[str, tuple[type[ApiError], str]] = {
     "channel_not_found": (NotFound, "No such channel."),
     "forbidden": (Forbidden, "You may not send signals to this channel."),
+    "channel_suspended": (
+        Forbidden,
+        "This channel is suspended by the operators: its signals are refused.",
+    ),
     "asset_not_allowed": (ValidationFailed, "This channel does not trade that asset."),
 }
 

@@ -47,6 +47,13 @@ class Sessions:
                 left += 1
         return left
 
+    async def end_user(self, user_id: str) -> int:
+        """Disconnect every socket of a user (a suspension), on every hub."""
+        sockets = await self._sockets(user_id)
+        for ns, sid, _ in sockets:
+            await self.sio.disconnect(sid, namespace=ns)
+        return len(sockets)
+
     async def end_family(self, user_id: str, family: str) -> int:
         """Disconnect the sockets of one session (a refresh family), on every hub."""
         ended = 0

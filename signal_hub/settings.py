@@ -47,6 +47,8 @@ class Settings(CommonSettings):
     signal_rate_limit_per_s: int
     control_rate_limit_per_s: int
     max_body_bytes: int
+    broker_check_timeout_s: float  # how long an account check waits for its broker's workers
+    claim_lease_s: float  # the workers' heartbeat lease (CLAIM_LEASE_S): the console's last beat
 
 
 def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
@@ -88,6 +90,8 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         # Socket.IO join and cancel, per user.
         control_rate_limit_per_s=env("CONTROL_RATE_LIMIT_PER_S", cast=int, default=10),
         max_body_bytes=env("MAX_BODY_BYTES", cast=int, default=1024 * 1024),
+        broker_check_timeout_s=env("BROKER_CHECK_TIMEOUT_S", cast=float, default=10.0),
+        claim_lease_s=env("CLAIM_LEASE_S", cast=float, default=5.0),
     )
 
 

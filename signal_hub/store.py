@@ -41,6 +41,7 @@ class Store:
         self.subscriptions = db["subscriptions"]
         self.signals = db["signals"]
         self.trades = db["trades"]
+        self.audit = db["audit"]
 
     @classmethod
     def open(cls, settings: Settings) -> Store:
@@ -65,6 +66,8 @@ class Store:
         await self.trades.create_index("signal_id")
         await self.trades.create_index([("subscriber_id", ASCENDING), ("created_at", DESCENDING)])
         await self.trades.create_index([("channel_id", ASCENDING), ("status", ASCENDING)])
+        await self.trades.create_index([("created_at", DESCENDING)])
+        await self.audit.create_index([("at", DESCENDING)])
 
     async def ping(self) -> bool:
         result = await self.db.command("ping")

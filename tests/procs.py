@@ -194,7 +194,7 @@ def running_system(db: int, log_dir: Path, **env: str) -> Iterator[System]:
         "PAPER_LATENCY_MS": "20",
         "SIGNUP_RATE_LIMIT_PER_MIN": "100000",
         "LOGIN_IP_RATE_LIMIT_PER_MIN": "100000",  # every test logs in from 127.0.0.1
-        "FRONTEND_DIR": str(ROOT / "frontend" / "public"),
+        "FRONTEND_DIR": str(ROOT / "frontend" / "dist"),
         **env,
     }
     if os.environ.get("MONGODB_URL"):  # the same tests, against a real MongoDB

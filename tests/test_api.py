@@ -13,6 +13,7 @@ import uuid
 from collections.abc import Iterator
 from typing import Any
 
+import httpx
 import pytest
 import redis as sync_redis
 
@@ -188,7 +189,14 @@ def test_mine_lists_only_the_callers_channels(api: Api) -> None:
     assert sorted(ids) == sorted([a["id"], b["id"]])
     assert_error(api.call("GET", "/api/channels?mine=1"), 401, "missing_token")
     subscriber = api.signup("subscriber")
-    assert_error(api.call("GET", "/api/channels?mine=1", subscriber), 403, "wrong_role")
+    assert api.ok("GET", "/api/channels?mine=1", subscriber)["items"] == []
+    # A named trader (of any role) finds the channels it may send to, marked as such.
+    api.add_trader(other, api.ok("GET", "/api/channels?mine=1", other)["items"][0]["id"], provider)
+    mine = api.ok("GET", "/api/channels?mine=1", provider)["items"]
+    roles = {c["id"]: c["my_role"] for c in mine}
+    assert sorted(roles.values()) == ["owner", "owner", "trader"]
+    traded = next(c for c in mine if c["my_role"] == "trader")
+    assert "traders" not in traded and "pnl" not in traded["stats"]
 
 
 def test_unknown_channel_is_404_everywhere(api: Api) -> None:
@@ -342,7 +350,7 @@ def test_credentials_are_never_returned(api: Api, directory: sync_redis.Redis) -
     assert r.status_code == 201, r.text
     assert_no_secrets(r, secret)
     account = r.json()
-    assert set(account) == {"id", "broker", "label", "currency", "created_at"}
+    assert set(account) == {"id", "broker", "label", "currency", "created_at", "balance", "health"}
     assert (account["broker"], account["label"], account["currency"]) == (
         "paper",
         "main paper",
@@ -417,7 +425,7 @@ def test_broker_account_refusals_change_nothing(api: Api) -> None:
 
 
 def test_deriv_account_needs_a_token_and_never_shows_it(
-    api: Api, settings: Settings, directory: sync_redis.Redis
+    api: Api, settings: Settings, directory: sync_redis.Redis, system: System
 ) -> None:
     if "deriv" not in settings.brokers:
         pytest.skip("the deriv broker is not enabled (BROKERS)")
@@ -430,8 +438,17 @@ def test_deriv_account_needs_a_token_and_never_shows_it(
 
     token = f"a1-{uuid.uuid4().hex}"
     body = {"broker": "deriv", "credentials": {"token": token}}
+    # Checked with Deriv (the simulator) by a worker of the deriv pool: unknown there, refused.
+    r = api.call("POST", "/api/broker-accounts", subscriber, json=body)
+    error = assert_error(r, 422, "broker_token_refused")
+    assert error["message"] == "This token was refused by Deriv: check it has the Trade scope."
+    assert_no_secrets(r, token)
+    assert api.ok("GET", "/api/broker-accounts", subscriber)["items"] == []
+    sim = {"token": token, "balance": 1234.5, "currency": "USD"}
+    assert httpx.post(f"{system.sim_url}/_sim/accounts", json=sim).status_code == 201
     r = api.call("POST", "/api/broker-accounts", subscriber, json=body)
     assert r.status_code == 201, r.text
+    assert r.json()["balance"] == 1234.5 and r.json()["health"]["status"] == "ok"
     assert_no_secrets(r, token)
     account = r.json()
     assert account["broker"] == "deriv"
@@ -684,7 +701,6 @@ def test_bad_patch_changes_nothing(api: Api, directory: sync_redis.Redis) -> Non
         ({"limits": {"max_trades_per_day": 0}}, "validation_error"),
         ({"paused": True, "limits": {"whatever": 1}}, "validation_error"),
         ({"paused": True, "channel_id": UNKNOWN_ID}, "validation_error"),
-        ({"paused": True, "broker_account_id": UNKNOWN_ID}, "validation_error"),
     ]
     for body, code in cases:
         r = api.call("PATCH", path, user, json=body)

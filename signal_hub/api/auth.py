@@ -19,7 +19,7 @@ from starlette.routing import Route
 from signal_hub.api.channels import adopt_named_trader
 from signal_hub.api.common import body, caller, client_ip, hub_of, ok, public_user
 from signal_hub.auth import burn_password_check, hash_password, verify_password
-from signal_hub.errors import Conflict, NotFound, Unauthorized
+from signal_hub.errors import Conflict, Forbidden, NotFound, Unauthorized
 from signal_hub.store import new_id, utcnow
 from signal_hub.validation import Name
 
@@ -111,6 +111,8 @@ async def login(request: Request) -> JSONResponse:
         await burn_password_check(data.password)
     if user is None or not await verify_password(user["password_hash"], data.password):
         raise Unauthorized("Wrong email or password.", "invalid_credentials")
+    if user.get("suspended"):  # said only to whoever knows the password
+        raise Forbidden("This account is suspended by the operators.", "account_suspended")
     tokens = await hub.tokens.issue(user["_id"], user["role"])
     return _session(request, {"user": public_user(user), **tokens})
 

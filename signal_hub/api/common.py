@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import math
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from pydantic import BaseModel
@@ -68,8 +68,9 @@ def plain(value: Any) -> Any:
         return {("id" if k == "_id" else k): plain(v) for k, v in value.items()}
     if isinstance(value, list):
         return [plain(v) for v in value]
-    if isinstance(value, datetime):
-        return value.isoformat().replace("+00:00", "Z")
+    if isinstance(value, datetime):  # the embedded store hands back naive UTC datetimes
+        aware = value if value.tzinfo else value.replace(tzinfo=UTC)
+        return aware.isoformat().replace("+00:00", "Z")
     return value
 
 
@@ -92,3 +93,13 @@ def public_user(user: dict[str, Any]) -> dict[str, Any]:
 
 def client_ip(request: Request) -> str:
     return request.client.host if request.client else "unknown"
+
+
+def query_limit(request: Request, page: tuple[int, int]) -> int:
+    """The ``limit`` query parameter within ``page`` = (default, maximum)."""
+    default, maximum = page
+    raw = request.query_params.get("limit", str(default))
+    # isdigit() alone lets through "²" and 5000-digit strings, on which int() raises.
+    if not (raw.isascii() and raw.isdigit() and len(raw) <= 9 and 1 <= int(raw) <= maximum):
+        raise BadRequest(f"limit must be a whole number from 1 to {maximum}.", "invalid_limit")
+    return int(raw)

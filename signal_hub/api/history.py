@@ -9,24 +9,15 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from core.records import trade_view
-from signal_hub.api.channels import load_channel, may_send
-from signal_hub.api.common import caller, hub_of, ok
+from signal_hub.api.channels import display_names, load_channel, masked, may_send
+from signal_hub.api.common import caller, hub_of, ok, query_limit
 from signal_hub.auth import Principal
 from signal_hub.errors import BadRequest, Forbidden, NotFound
 from signal_hub.hub import Hub
-from signal_hub.stats import signal_counts
+from signal_hub.stats import empty_counts, signal_counts
 
 SIGNALS_PAGE = (50, 500)  # default, maximum
 TRADES_PAGE = (1000, 100_000)
-
-
-def _limit(request: Request, page: tuple[int, int]) -> int:
-    default, maximum = page
-    raw = request.query_params.get("limit", str(default))
-    # isdigit() alone lets through "²" and 5000-digit strings, on which int() raises.
-    if not (raw.isascii() and raw.isdigit() and len(raw) <= 9 and 1 <= int(raw) <= maximum):
-        raise BadRequest(f"limit must be a whole number from 1 to {maximum}.", "invalid_limit")
-    return int(raw)
 
 
 def public_signal(signal: dict[str, Any], counts: dict[str, int]) -> dict[str, Any]:
@@ -64,7 +55,7 @@ async def list_signals(request: Request) -> JSONResponse:
     signals = (
         await hub.store.signals.find({"channel_id": channel_id})
         .sort("created_at", -1)
-        .limit(_limit(request, SIGNALS_PAGE))
+        .limit(query_limit(request, SIGNALS_PAGE))
         .to_list()
     )
     counts = await signal_counts(hub.store, [s["_id"] for s in signals])
@@ -83,11 +74,14 @@ async def get_signal(request: Request) -> JSONResponse:
 
 
 async def list_trades(request: Request) -> JSONResponse:
+    """A signal's trades (its channel's owner and traders, with each subscriber's name), or the
+    caller's own (``mine=1``)."""
     principal = await caller(request)
     hub = hub_of(request)
     signal_id = request.query_params.get("signal_id")
     query: dict[str, Any]
-    if request.query_params.get("mine") == "1":
+    mine = request.query_params.get("mine") == "1"
+    if mine:
         query = {"subscriber_id": principal.user_id}
         if signal_id:
             query["signal_id"] = signal_id
@@ -102,14 +96,57 @@ async def list_trades(request: Request) -> JSONResponse:
     trades = (
         await hub.store.trades.find(query)
         .sort("created_at", -1)
-        .limit(_limit(request, TRADES_PAGE))
+        .limit(query_limit(request, TRADES_PAGE))
         .to_list()
     )
-    return ok({"items": [trade_view(t) for t in trades]})
+    items = [trade_view(t) for t in trades]
+    if not mine:
+        names = await display_names(hub, [t["subscriber_id"] for t in items if t["subscriber_id"]])
+        for item in items:
+            sid = item["subscriber_id"]
+            item["subscriber_name"] = names.get(sid) or (masked(sid) if sid else None)
+    return ok({"items": items})
+
+
+async def my_performance(request: Request) -> JSONResponse:
+    """A subscriber's own results: trades by status, settled outcomes, net P/L, stake and the
+    equity curve of its settled trades."""
+    principal = await caller(request)
+    hub = hub_of(request)
+    trades = (
+        await hub.store.trades.find(
+            {"subscriber_id": principal.user_id},
+            {"status": 1, "outcome": 1, "profit": 1, "stake": 1, "settled_at": 1},
+        )
+        .sort("settled_at", 1)
+        .to_list()
+    )
+    counts = empty_counts()
+    pnl = staked = 0.0
+    equity = []
+    for trade in trades:
+        counts[trade["status"]] += 1
+        if trade.get("outcome"):
+            counts[trade["outcome"]] += 1
+            pnl += float(trade.get("profit") or 0)
+            staked += float(trade.get("stake") or 0)
+            equity.append({"t": trade.get("settled_at"), "pnl": round(pnl, 2)})
+    return ok(
+        {
+            "trades": len(trades),
+            **counts,
+            "settled": counts["won"] + counts["lost"] + counts["refund"],
+            "pnl": round(pnl, 2),
+            "staked": round(staked, 2),
+            "roi": round(pnl / staked, 4) if staked else None,
+            "equity": equity,
+        }
+    )
 
 
 routes = [
     Route("/api/signals", list_signals, methods=["GET"]),
     Route("/api/signals/{signal_id}", get_signal, methods=["GET"]),
     Route("/api/trades", list_trades, methods=["GET"]),
+    Route("/api/me/performance", my_performance, methods=["GET"]),
 ]

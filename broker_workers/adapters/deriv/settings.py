@@ -32,8 +32,10 @@ class DerivSettings:
 
     @classmethod
     def read(cls, env: Env) -> DerivSettings:
+        sim_port = env("DERIV_SIM_PORT", cast=int, default=8765)
         return cls(
-            ws_url=env("DERIV_WS_URL", default="ws://127.0.0.1:8765/websockets/v3"),
+            # Unset: the local simulator (DERIV_SIM_PORT), as in the demo.
+            ws_url=env.optional("DERIV_WS_URL") or f"ws://127.0.0.1:{sim_port}/websockets/v3",
             app_id=env("DERIV_APP_ID", default="1089"),
             connections=max(1, env("DERIV_CONNECTIONS", cast=int, default=2)),
         )

@@ -11,6 +11,7 @@ end
 -- trader must get neither a new signal nor the acknowledgement of an old one.
 local function sender_refusal(chan, sender_id)
   if not chan then return 'channel_not_found' end
+  if chan.suspended then return 'channel_suspended' end
   for _, sender in ipairs(chan.senders) do
     if sender == sender_id then return nil end
   end

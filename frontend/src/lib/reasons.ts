@@ -1,0 +1,156 @@
+/**
+ * Every trade status and reason code of the contract, in words.
+ *
+ * One module, so the provider's feed, the subscriber's trades and the tests read the same
+ * sentences. `audience` changes whose limit or pause it was: "your" for a subscriber looking at
+ * its own trades, "the subscriber's" for a provider looking at its feed.
+ */
+import type { Limits, Outcome, TradeStatus } from '@/api/types'
+
+export type Audience = 'subscriber' | 'provider'
+
+export const STATUS_WORDS: Record<TradeStatus, string> = {
+  placed: 'Placed',
+  rejected: 'Rejected',
+  skipped: 'Skipped',
+  failed: 'Failed',
+}
+
+export const OUTCOME_WORDS: Record<Outcome, string> = {
+  won: 'Won',
+  lost: 'Lost',
+  refund: 'Refunded',
+}
+
+const BROKER_NAMES: Record<string, string> = { paper: 'Paper', deriv: 'Deriv' }
+
+export function brokerName(broker: string | null | undefined): string {
+  if (!broker) return 'the broker'
+  return BROKER_NAMES[broker] ?? broker.charAt(0).toUpperCase() + broker.slice(1)
+}
+
+/** Reasons the broker itself gives (so the sentence names the broker). */
+const BROKER_REASONS = new Set([
+  'insufficient_balance',
+  'market_closed',
+  'invalid_token',
+  'rejected',
+  'stake_below_minimum',
+  'stake_above_maximum',
+  'rate_limited',
+  'broker_error',
+])
+
+interface Context {
+  audience?: Audience
+  broker?: string | null
+  limits?: Limits | null
+  currency?: string | null
+}
+
+function explain(reason: string, ctx: Context): string {
+  const mine = (ctx.audience ?? 'subscriber') === 'subscriber'
+  const whose = mine ? 'your' : "the subscriber's"
+  const cur = ctx.currency ?? 'USD'
+  const broker = brokerName(ctx.broker)
+  switch (reason) {
+    case 'expired':
+      return "the signal's deadline passed before it could be placed"
+    case 'cancelled':
+      return 'the provider cancelled the signal'
+    case 'paused':
+      return mine ? 'your copying of this channel is paused' : 'the subscriber has paused copying'
+    case 'unsubscribed':
+      return mine ? 'you had left this channel' : 'the subscriber had left the channel'
+    case 'insufficient_balance':
+      return 'insufficient balance'
+    case 'daily_loss_limit': {
+      const limit = ctx.limits?.daily_loss_limit
+      return limit
+        ? `${whose} daily loss limit of ${limit} ${cur} was reached`
+        : `${whose} daily loss limit was reached`
+    }
+    case 'max_trades_per_day': {
+      const limit = ctx.limits?.max_trades_per_day
+      return limit
+        ? `${whose} limit of ${limit} trades per day was reached`
+        : `${whose} maximum number of trades per day was reached`
+    }
+    case 'stake_below_minimum':
+      return 'the stake is below its minimum'
+    case 'stake_above_maximum':
+      return 'the stake is above its maximum'
+    case 'market_closed':
+      return 'the market for this asset is closed'
+    case 'invalid_token':
+      return mine
+        ? 'the API token was refused; add the account again with a token that has the Read and Trade scopes'
+        : "the subscriber's API token was refused"
+    case 'rejected':
+      return 'the purchase was refused'
+    case 'broker_unreachable':
+      return `${broker} could not be reached in time`
+    case 'broker_error':
+      return 'it answered with an error'
+    case 'rate_limited':
+      return 'too many purchases in a short time (rate limit)'
+    case 'account_missing':
+      return mine ? 'the broker account was removed' : "the subscriber's broker account is gone"
+    case 'account_unusable':
+      return mine
+        ? 'the broker account cannot be used; check it on your page'
+        : "the subscriber's broker account cannot be used"
+    case 'balance_unavailable':
+      return `the balance could not be read from ${broker}`
+    case 'account_removed':
+      return mine ? 'its broker account was removed' : "the subscriber's broker account was removed"
+    default:
+      return reason.replace(/_/g, ' ')
+  }
+}
+
+/**
+ * "Rejected by Deriv: insufficient balance", "Skipped: your copying of this channel is paused",
+ * "Placed"; `null` reason gives the status word alone.
+ */
+export function tradeReasonText(
+  status: TradeStatus,
+  reason: string | null | undefined,
+  ctx: Context = {},
+): string {
+  const word = STATUS_WORDS[status] ?? status
+  if (!reason) return word
+  const by = status === 'rejected' && BROKER_REASONS.has(reason) ? ` by ${brokerName(ctx.broker)}` : ''
+  return `${word}${by}: ${explain(reason, ctx)}`
+}
+
+/** The reason alone, for a table column beside a status badge ("insufficient balance"). */
+export function reasonOnly(reason: string | null | undefined, ctx: Context = {}): string {
+  if (!reason) return ''
+  const text = explain(reason, ctx)
+  return text.charAt(0).toUpperCase() + text.slice(1)
+}
+
+/** Why a subscription is stopped or paused, in words. */
+export function subscriptionStateText(
+  state: 'active' | 'paused' | 'stopped' | undefined,
+  reason: string | null | undefined,
+  limits?: Limits | null,
+  currency?: string | null,
+): string {
+  if (state === 'active' || !state) return 'Copying every signal'
+  if (state === 'paused') {
+    if (reason === 'account_removed') return 'Paused: its broker account was removed'
+    return 'Paused by you: signals are skipped until you resume'
+  }
+  switch (reason) {
+    case 'daily_loss_limit':
+      return `Stopped for today: ${explain('daily_loss_limit', { limits, currency })}`
+    case 'max_trades_per_day':
+      return `Stopped for today: ${explain('max_trades_per_day', { limits, currency })}`
+    case 'account_removed':
+      return 'Stopped: its broker account was removed; choose another account'
+    default:
+      return reason ? `Stopped: ${explain(reason, { limits, currency })}` : 'Stopped'
+  }
+}
