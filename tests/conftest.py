@@ -73,3 +73,9 @@ async def http(sim: RunningSimulator) -> AsyncIterator[httpx.AsyncClient]:
     async with httpx.AsyncClient(base_url=sim.http_url, timeout=10) as client:
         assert (await client.post("/_sim/reset")).status_code == 200
         yield client
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Browser tests last: Playwright's sync API keeps an event loop running in the main thread
+    for as long as it lives, and no async test can run beside it."""
+    items.sort(key=lambda item: item.get_closest_marker("browser") is not None)
