@@ -92,7 +92,9 @@ def max_trades_per_day(sub: dict[str, Any] | None) -> int:
 
 def gate_item(claim: Claimed, stake: Decimal) -> GateItem:
     """What the send gate checks for this subscriber: its daily limits, and the stake it keeps."""
-    limits = (claim.subscription or {}).get("limits") or {}
+    limits = (claim.subscription or {}).get("limits")
+    if not limits:  # most subscribers: nothing to count
+        return GateItem(claim.subscription_id, str(stake))
     return GateItem(
         claim.subscription_id,
         str(stake),

@@ -107,23 +107,23 @@ def execution_record(
     payout: float | None = None,
 ) -> ExecutionRecord:
     sub = subscription or {}
-    record = ExecutionRecord(
-        signal_id=signal.signal_id,
-        trade_id=trade_id(signal.signal_id, subscription_id),
-        channel_id=signal.channel_id,
-        subscription_id=subscription_id,
-        subscriber_id=sub.get("user_id"),
-        account_id=sub.get("account_id"),
-        broker=broker,
-        asset=signal.asset,
-        direction=signal.direction,
-        expiry_seconds=signal.expiry_seconds,
-        status=status,
-        reason=reason,
-        signal_created_ms=signal.created_ms,
-        executed_ms=at_ms,
-        latency_ms=max(0, at_ms - signal.created_ms),
-    )
+    record: ExecutionRecord = {
+        "signal_id": signal.signal_id,
+        "trade_id": trade_id(signal.signal_id, subscription_id),
+        "channel_id": signal.channel_id,
+        "subscription_id": subscription_id,
+        "subscriber_id": sub.get("user_id"),
+        "account_id": sub.get("account_id"),
+        "broker": broker,
+        "asset": signal.asset,
+        "direction": signal.direction,
+        "expiry_seconds": signal.expiry_seconds,
+        "status": status,
+        "reason": reason,
+        "signal_created_ms": signal.created_ms,
+        "executed_ms": at_ms,
+        "latency_ms": max(0, at_ms - signal.created_ms),
+    }
     if status == "placed":
         record["contract_id"] = contract_id
         record["stake"] = stake
