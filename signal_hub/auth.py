@@ -190,6 +190,14 @@ class Tokens:
         await self.store.refresh_tokens.update_many({"family": family}, {"$set": {"revoked": True}})
         await self.redis.set(keys.revoked_family(family), 1, ex=self.settings.access_token_ttl_s)
 
+    def subject(self, refresh_token: str) -> str | None:
+        """The user a genuine refresh token names (lapsed or spent alike), else None."""
+        try:
+            sub: str = self._decode(refresh_token, "refresh", verify_exp=False)["sub"]
+        except Unauthorized:
+            return None
+        return sub
+
     def principal(self, token: str) -> Principal:
         """The token's principal, checked offline (signature, type, expiry); see :meth:`live`."""
         claims = self._decode(token, "access")

@@ -85,8 +85,10 @@ async def channel_readiness(hub: Hub, channel_id: str) -> dict[str, Any]:
             if reason:
                 counts[reason] += 1
     blocked = sum(counts.values())
+    channel = await hub.store.channels.find_one({"_id": channel_id}, {"suspended": 1})
     result = {
         "channel_id": channel_id,
+        "channel_suspended": bool(channel and channel.get("suspended")),
         "total": len(subs),
         "copyable": len(subs) - blocked,
         "not_copyable": counts,

@@ -135,6 +135,8 @@ async def test_a_suspended_channel_sends_nothing_until_restored(ops: Ops) -> Non
         path = f"/api/admin/channels/{channel['id']}/suspend"
         suspended = api.ok("POST", path, ops.admin, json=body)
         assert suspended["suspended"]["reason"] == "Reported as a scam."
+        ready = api.ok("GET", f"/api/channels/{channel['id']}/readiness", provider)
+        assert ready["channel_suspended"] is True
         payload = {"channel_id": channel["id"], "asset": "EURUSD", "direction": "CALL",
                    "expiry_seconds": 60}  # fmt: skip
         refused = await socket.emit("signal", payload)
@@ -176,7 +178,7 @@ async def test_a_suspended_user_loses_every_session_at_once(ops: Ops) -> None:
     wrong = {"email": provider.email, "password": "not the password"}
     assert_error(api.http.post("/api/auth/login", json=wrong), 401, "invalid_credentials")
     refresh = {"refresh_token": provider.refresh_token}
-    assert_error(api.http.post("/api/auth/refresh", json=refresh), 401)
+    assert_error(api.http.post("/api/auth/refresh", json=refresh), 403, "account_suspended")
     with pytest.raises(socketio.exceptions.ConnectionError):
         await live(ops.system.base_url, "/provider", provider)
     assert_error(

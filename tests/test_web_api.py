@@ -202,8 +202,9 @@ def test_the_public_directory_shows_public_figures_only(api: Api, track: Track) 
     assert set(row) == {
         "id", "name", "description", "provider_name", "created_at", "assets", "brokers",
         "copiers", "settled_signals", "won", "lost", "win_rate", "result_per_unit",
-        "first_signal_at", "track_record_days", "score", "ranked",
+        "first_signal_at", "track_record_days", "score", "ranked", "suspended",
     }  # fmt: skip
+    assert row["suspended"] is False
     _assert_public(r, track)
 
 

@@ -16,6 +16,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from signal_hub import keys
 from signal_hub.api.channels import adopt_named_trader
 from signal_hub.api.common import body, caller, client_ip, hub_of, ok, public_user
 from signal_hub.auth import burn_password_check, hash_password, verify_password
@@ -134,7 +135,16 @@ async def refresh(request: Request) -> JSONResponse:
         role: str = user["role"]
         return role
 
-    tokens = await hub.tokens.refresh(token, role_of)
+    try:
+        tokens = await hub.tokens.refresh(token, role_of)
+    except Unauthorized:
+        # A suspension spent every refresh token of the user: say so, not "reused".
+        subject = hub.tokens.subject(token)
+        if subject and await hub.redis.exists(keys.suspended_user(subject)):
+            raise Forbidden(
+                "This account is suspended by the operators.", "account_suspended"
+            ) from None
+        raise
     (user,) = users.values()
     return _session(request, {"user": public_user(user), **tokens})
 

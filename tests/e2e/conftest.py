@@ -7,6 +7,7 @@ missing or older than the sources (``npm ci`` when ``node_modules`` is missing).
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -47,13 +48,15 @@ def hub(system: System) -> Hub:
     return Hub(system.base_url)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def playwright() -> Iterator[Playwright]:
+    """Per module: Playwright's sync API keeps an asyncio loop running on the main thread while it
+    is open, which the async tests of later modules (pytest-asyncio) cannot run beside."""
     with sync_playwright() as pw:
         yield pw
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser(playwright: Playwright) -> Iterator[Browser]:
     b = launch(playwright)
     yield b
@@ -111,15 +114,22 @@ class Browsing:
         return page, console
 
 
-@pytest.fixture
-def browsing(browser: Browser, hub: Hub) -> Iterator[Browsing]:
-    """New browser contexts for a test (each its own cookies); no console errors at the end."""
+@contextmanager
+def browsing_on(browser: Browser, hub: Hub) -> Iterator[Browsing]:
+    """New browser contexts on ``hub`` (each its own cookies); no console errors at the end."""
     b = Browsing(browser, hub)
     yield b
     errors = [e for _, console in b.contexts for e in console.unexpected()]
     for context, _ in b.contexts:
         context.close()
     assert not errors, f"console errors: {errors}"
+
+
+@pytest.fixture
+def browsing(browser: Browser, hub: Hub) -> Iterator[Browsing]:
+    """New browser contexts on the session's hub for a test."""
+    with browsing_on(browser, hub) as b:
+        yield b
 
 
 @pytest.fixture

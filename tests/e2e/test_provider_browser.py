@@ -126,3 +126,37 @@ def test_logout_then_refused(browsing: Browsing, rest: Api) -> None:
     console.expect("401")  # the refused refresh below
     refused = page.request.post("/api/auth/refresh")
     assert refused.status == 401, refused.text()
+
+
+def test_pad_says_who_would_not_be_copied_now(browsing: Browsing, rest: Api) -> None:
+    provider, channel = provider_with_channel(rest, "Readiness channel")
+    pauser, *_ = paper_subscribers(rest, channel["id"], 3)
+    (sub,) = rest.call("GET", "/api/subscriptions", pauser).json()["items"]
+    r = rest.call("PATCH", f"/api/subscriptions/{sub['id']}", pauser, json={"paused": True})
+    assert r.status_code == 200, r.text
+
+    page, _ = browsing.page()
+    login(page, provider.email)
+    pad_ready(page, "Readiness channel")
+    pad = page.get_by_role("region", name="New signal")
+    warning = pad.get_by_text("1 of 3 subscribers would not be copied now", exact=True)
+    expect(warning).to_be_visible()
+    expect(pad.get_by_role("listitem").filter(has_text=re.compile(r"^1 paused$"))).to_be_visible()
+    call = page.get_by_role("button", name="CALL", exact=True)
+    expect(call).to_have_accessible_description(re.compile(r"1 of 3 subscribers would not be"))
+    # the live region says it once
+    live = pad.locator("[aria-live=polite]")
+    expect(live).to_have_text(re.compile(r"^1 of 3 subscribers would not be copied now: 1 paused"))
+
+    # Sending is never held up by it; the paused subscriber is skipped.
+    call.click()
+    expect(feed(page).get_by_text("2 placed", exact=True)).to_be_visible()
+    expect(feed(page).get_by_text("1 skipped", exact=True)).to_be_visible()
+
+    # Resumed: the pad sees it at its next reading and says so once.
+    r = rest.call("PATCH", f"/api/subscriptions/{sub['id']}", pauser, json={"paused": False})
+    assert r.status_code == 200, r.text
+    expect(call).to_have_accessible_description(
+        "All 3 subscribers can be copied now.", timeout=20_000
+    )
+    expect(live).to_have_text(re.compile(r"^All 3 subscribers can be copied now"))

@@ -154,4 +154,19 @@ describe('ApiClient', () => {
     await expect(client.delete('/api/subscriptions/s1')).resolves.toBeUndefined()
     expect(buildQuery({ a: 1, b: '', c: null, d: undefined, e: 'x y' })).toBe('?a=1&e=x+y')
   })
+  it('ends the session when the hub says the account is suspended, and says so', async () => {
+    const suspended = { error: { code: 'account_suspended', message: 'This account is suspended by the operators.' } }
+    const { client } = clientWith({
+      'GET /api/me': () => json(403, suspended),
+      'GET /api/channels': () => json(403, { error: { code: 'forbidden', message: 'Not yours.' } }),
+    })
+    const events: string[] = []
+    client.onSession((_u, event) => events.push(event))
+    client.setSession({ user: user as never, access_token: 'A1' }, 'login')
+    await expect(client.get('/api/channels')).rejects.toMatchObject({ status: 403, code: 'forbidden' })
+    expect(client.token).toBe('A1') // any other 403 keeps the session
+    await expect(client.get('/api/me')).rejects.toMatchObject({ code: 'account_suspended' })
+    expect(client.token).toBeNull()
+    expect(events).toEqual(['login', 'suspended'])
+  })
 })

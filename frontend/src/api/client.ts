@@ -71,7 +71,9 @@ export interface RequestOptions {
   signal?: AbortSignal
 }
 
-export type SessionEvent = 'login' | 'refresh' | 'logout' | 'expired'
+/** `expired`: a refused refresh ended the session; `suspended`: the hub refused the token because
+ * an operator suspended the account (403 `account_suspended`). */
+export type SessionEvent = 'login' | 'refresh' | 'logout' | 'expired' | 'suspended'
 export type SessionListener = (user: User | null, event: SessionEvent) => void
 
 type FetchFn = (input: string, init: RequestInit) => Promise<Response>
@@ -232,14 +234,24 @@ export class ApiClient {
     const first = await send()
     const token = first.token
     let response = first.response
+    let sentWith = token
     if (response.status === 401 && auth) {
       // A refresh finished while this request was out: the new token needs no second refresh.
       const renewed = this.accessToken !== null && this.accessToken !== token
       if (renewed || (await this.refresh())) {
-        response = (await send()).response
+        const again = await send()
+        response = again.response
+        sentWith = again.token
       }
     }
-    if (!response.ok) throw await toApiError(response)
+    if (!response.ok) {
+      const error = await toApiError(response)
+      // An operator suspended this account: every token of it is refused from now on.
+      if (error.code === 'account_suspended' && sentWith && this.accessToken === sentWith) {
+        this.setSession(null, 'suspended')
+      }
+      throw error
+    }
     if (response.status === 204) return undefined as T
     const text = await response.text()
     return (text ? JSON.parse(text) : undefined) as T

@@ -1,14 +1,21 @@
 /** Every endpoint of docs/api.md the app calls, typed, through the one client. */
 import { client, hadSession } from './client'
 import type {
+  AdminChannel,
+  AdminFailure,
+  AdminOverview,
+  AdminUser,
   AssetsByBroker,
+  AuditEntry,
   BrokerAccount,
   BrokerAccountInput,
   BrokerInfo,
   Channel,
   ChannelInput,
   ChannelPerformance,
+  ChannelReadiness,
   ChannelSubscribers,
+  FailedJob,
   MyPerformance,
   PublicChannel,
   PublicChannelPage,
@@ -81,6 +88,8 @@ export const channelsApi = {
     client.get<ChannelSubscribers>(`/api/channels/${id(channelId)}/subscribers`),
   performance: (channelId: string) =>
     client.get<ChannelPerformance>(`/api/channels/${id(channelId)}/performance`),
+  readiness: (channelId: string) =>
+    client.get<ChannelReadiness>(`/api/channels/${id(channelId)}/readiness`),
 }
 
 export const signalsApi = {
@@ -123,4 +132,26 @@ export const subscriberApi = {
   leave: (subscriptionId: string) => client.delete(`/api/subscriptions/${id(subscriptionId)}`),
   trades: (limit = 200) => client.get<Items<Trade>>('/api/trades', { mine: 1, limit }),
   performance: () => client.get<MyPerformance>('/api/me/performance'),
+}
+
+/** The operators' console: admin role only (the router keeps everyone else away). */
+export const adminApi = {
+  overview: () => client.get<AdminOverview>('/api/admin/overview'),
+  failures: (limit = 100) => client.get<Items<AdminFailure>>('/api/admin/failures', { limit }),
+  failedJobs: () => client.get<Items<FailedJob>>('/api/admin/jobs/failed'),
+  requeue: (jobId: string) =>
+    client.post<{ id: string; broker: string; status: 'requeued' }>(
+      `/api/admin/jobs/${id(jobId)}/requeue`,
+    ),
+  users: (q: string, limit = 50) => client.get<Items<AdminUser>>('/api/admin/users', { q, limit }),
+  suspendUser: (userId: string, reason: string) =>
+    client.post<AdminUser>(`/api/admin/users/${id(userId)}/suspend`, { reason }),
+  restoreUser: (userId: string) => client.post<AdminUser>(`/api/admin/users/${id(userId)}/unsuspend`),
+  channels: (q: string, limit = 50) =>
+    client.get<Items<AdminChannel>>('/api/admin/channels', { q, limit }),
+  suspendChannel: (channelId: string, reason: string) =>
+    client.post<AdminChannel>(`/api/admin/channels/${id(channelId)}/suspend`, { reason }),
+  restoreChannel: (channelId: string) =>
+    client.post<AdminChannel>(`/api/admin/channels/${id(channelId)}/unsuspend`),
+  audit: (limit = 100) => client.get<Items<AuditEntry>>('/api/admin/audit', { limit }),
 }

@@ -329,3 +329,107 @@ export type SignalAck =
 export type CancelAck =
   | { ok: true; signal_id: string; cancellable: number }
   | { ok: false; error: { code: string; message: string } }
+
+/** GET /api/channels/{id}/readiness: who would not be copied if a signal went now, and why. */
+export interface NotCopyable {
+  paused: number
+  token_refused: number
+  balance_below_stake: number
+  daily_limit_reached: number
+}
+
+export interface ChannelReadiness {
+  channel_id?: string
+  total: number
+  copyable: number
+  not_copyable: NotCopyable
+  /** Subscribers whose account no worker has checked yet (not counted as misses). */
+  unchecked: number
+  /** When the oldest account check was made (ms epoch), null when none was. */
+  oldest_check_ms: number | null
+  at_ms: number
+}
+
+/** Operators' console (docs/api.md, "Operators"). */
+export interface CopyCounts {
+  placed: number
+  rejected: number
+  skipped: number
+  failed: number
+}
+
+export interface PoolWorker {
+  id: string
+  last_heartbeat_ms_ago: number
+}
+
+export interface BrokerPool {
+  broker: string
+  pending_work: number
+  queued_jobs: number
+  live_workers: number
+  workers: PoolWorker[]
+  copies: { last_minute: CopyCounts; last_hour: CopyCounts }
+  latency_ms: LatencyFigures
+}
+
+export interface AdminOverview {
+  brokers: BrokerPool[]
+  active_fanouts: number
+  at: string
+}
+
+export interface AdminFailure {
+  trade_id: string
+  signal_id: string
+  channel_id: string
+  subscriber_id: string
+  broker: string
+  status: TradeStatus
+  reason: string | null
+  latency_ms: number | null
+  created_at: string
+}
+
+export interface FailedJob {
+  id: string
+  broker: string
+  description: string | null
+  error: string | null
+  ended_at: string | null
+}
+
+/** Who suspended a user or a channel, when and why. */
+export interface Suspension {
+  at: string
+  by: string
+  reason: string
+}
+
+export interface AdminUser {
+  id: string
+  email: string
+  role: Role
+  display_name: string | null
+  created_at: string
+  suspended: Suspension | null
+}
+
+export interface AdminChannel {
+  id: string
+  name: string
+  provider_id: string
+  created_at: string
+  suspended: Suspension | null
+}
+
+export interface AuditEntry {
+  id: string
+  at: string
+  actor_id: string
+  actor_email: string
+  action: string
+  target_type: string
+  target_id: string
+  detail: Record<string, unknown>
+}

@@ -2,7 +2,9 @@ import { mount } from '@vue/test-utils'
 import { describe, expect, it } from 'vitest'
 import type { Channel } from '@/api/types'
 import { FeedAggregator } from '@/lib/feed'
+import { readinessText } from '@/lib/reasons'
 import FeedSummary from './FeedSummary.vue'
+import ReadinessNote from './ReadinessNote.vue'
 import SignalPad from './SignalPad.vue'
 
 const channel: Channel = {
@@ -68,5 +70,31 @@ describe('SignalPad', () => {
     expect(wrapper.emitted('send')?.[0]?.[0]).toMatchObject({ direction: 'PUT' })
     localStorage.clear()
     wrapper.unmount()
+  })
+})
+
+describe('ReadinessNote', () => {
+  const base = {
+    total: 4, copyable: 3, unchecked: 1, oldest_check_ms: Date.now() - 3 * 60_000, at_ms: Date.now(),
+    not_copyable: { paused: 0, token_refused: 1, balance_below_stake: 0, daily_limit_reached: 0 },
+  }
+
+  it('warns in words beside the buttons and says in its live region only what it is given', async () => {
+    const text = readinessText(base)
+    const wrapper = mount(ReadinessNote, { props: { id: 'r', readiness: base, text, announcement: '', now: Date.now() } })
+    expect(wrapper.find('#r strong').text()).toBe('1 of 4 subscribers would not be copied now')
+    expect(wrapper.findAll('li').map((li) => li.text())).toEqual(['1 token refused at the last check', '1 not checked yet'])
+    expect(wrapper.text()).toContain('the oldest 3 min ago')
+    expect(wrapper.find('[aria-live=polite]').text()).toBe('')
+    await wrapper.setProps({ announcement: text.sentence })
+    expect(wrapper.find('[aria-live=polite]').text()).toBe(text.sentence)
+  })
+
+  it('is one quiet line when every subscriber can be copied', () => {
+    const ok = { ...base, copyable: 4, unchecked: 0, not_copyable: { ...base.not_copyable, token_refused: 0 } }
+    const wrapper = mount(ReadinessNote, { props: { id: 'r', readiness: ok, text: readinessText(ok), announcement: '', now: Date.now() } })
+    expect(wrapper.find('#r').text()).toBe('All 4 subscribers can be copied now.')
+    expect(wrapper.find('#r').classes()).toContain('readiness-ok')
+    expect(wrapper.find('ul').exists()).toBe(false)
   })
 })

@@ -154,3 +154,104 @@ export function subscriptionStateText(
       return reason ? `Stopped: ${explain(reason, { limits, currency })}` : 'Stopped'
   }
 }
+
+/** Why a subscriber would not be copied now (GET /api/channels/{id}/readiness), in words. */
+export const READINESS_WORDS = {
+  paused: 'paused',
+  token_refused: 'token refused at the last check',
+  balance_below_stake: 'balance below the stake',
+  daily_limit_reached: 'daily limit reached',
+} as const
+
+export interface ReadinessLike {
+  total: number
+  copyable: number
+  not_copyable: Record<keyof typeof READINESS_WORDS, number>
+  unchecked: number
+}
+
+export interface ReadinessText {
+  /** `none`: no subscriber; `ok`: every one would be copied; `warn`: some would not. */
+  level: 'none' | 'ok' | 'warn'
+  headline: string
+  /** "1 paused", "2 balance below the stake", ...: only the reasons that count. */
+  parts: string[]
+  /** "3 not checked yet", or null. */
+  unchecked: string | null
+  /** All of it in one sentence: what a screen reader is told when it changes. */
+  sentence: string
+}
+
+/**
+ * "2 of 7 subscribers would not be copied now" with the reasons, "All 7 subscribers can be copied
+ * now", or "No subscriber copies this channel yet".
+ */
+export function readinessText(r: ReadinessLike): ReadinessText {
+  const blocked = Math.max(0, r.total - r.copyable)
+  const parts = (Object.keys(READINESS_WORDS) as (keyof typeof READINESS_WORDS)[])
+    .filter((key) => (r.not_copyable[key] ?? 0) > 0)
+    .map((key) => `${r.not_copyable[key]} ${READINESS_WORDS[key]}`)
+  const unchecked = r.unchecked > 0 ? `${r.unchecked} not checked yet` : null
+  let level: ReadinessText['level']
+  let headline: string
+  if (r.total === 0) {
+    level = 'none'
+    headline = 'No subscriber copies this channel yet'
+  } else if (blocked > 0) {
+    level = 'warn'
+    headline = `${blocked} of ${r.total} ${r.total === 1 ? 'subscriber' : 'subscribers'} would not be copied now`
+  } else {
+    level = 'ok'
+    headline = r.total === 1 ? 'The 1 subscriber can be copied now' : `All ${r.total} subscribers can be copied now`
+  }
+  let sentence = headline
+  if (parts.length) sentence += `: ${parts.join(', ')}`
+  if (unchecked) sentence += `${parts.length ? ';' : ','} ${unchecked}`
+  return { level, headline, parts, unchecked, sentence: `${sentence}.` }
+}
+
+/** An operator's action in the audit log, in words: "Suspended channel", its target, its reason. */
+export function auditText(entry: {
+  action: string
+  target_type: string
+  target_id: string
+  detail: Record<string, unknown>
+}): { action: string; target: string; note: string | null } {
+  const detail = entry.detail ?? {}
+  const str = (key: string) => (typeof detail[key] === 'string' && detail[key] ? (detail[key] as string) : null)
+  const reason = str('reason')
+  const note = reason ? `Reason: ${reason}` : null
+  switch (entry.action) {
+    case 'create_admin':
+      return { action: 'Created admin', target: str('email') ?? entry.target_id, note: null }
+    case 'suspend_user':
+      return { action: 'Suspended user', target: str('email') ?? entry.target_id, note: note ?? 'No reason given' }
+    case 'unsuspend_user':
+      return { action: 'Restored user', target: str('email') ?? entry.target_id, note: null }
+    case 'suspend_channel':
+      return { action: 'Suspended channel', target: str('name') ?? entry.target_id, note: note ?? 'No reason given' }
+    case 'unsuspend_channel':
+      return { action: 'Restored channel', target: str('name') ?? entry.target_id, note: null }
+    case 'requeue_job': {
+      const broker = str('broker')
+      return { action: 'Requeued job', target: entry.target_id, note: broker ? `On the ${brokerName(broker)} queue` : null }
+    }
+    default: {
+      const words = entry.action.replace(/_/g, ' ')
+      return { action: words.charAt(0).toUpperCase() + words.slice(1), target: entry.target_id, note }
+    }
+  }
+}
+
+/** A worker whose last heartbeat is older than this is shown as late (they beat every second). */
+export const LATE_HEARTBEAT_MS = 3000
+
+/** "No live worker: start worker_paper" when work waits for a pool that has nobody to do it. */
+export function poolWarning(pool: { broker: string; live_workers: number; pending_work: number; queued_jobs: number }): string | null {
+  if (pool.live_workers > 0) return null
+  const waiting = pool.pending_work + pool.queued_jobs
+  const start = `start a worker_${pool.broker} process`
+  return waiting > 0
+    ? `No live worker while ${waiting} ${waiting === 1 ? 'item waits' : 'items wait'}: ${start}.`
+    : `No live worker: copies on ${brokerName(pool.broker)} would wait; ${start}.`
+}

@@ -18,6 +18,7 @@ declare module 'vue-router' {
 const PROVIDERS: Role[] = ['provider', 'admin']
 /** Traders named by a provider may be any user; the pad shows what they may send to. */
 const SENDERS: Role[] = ['provider', 'admin', 'subscriber']
+const ADMINS: Role[] = ['admin']
 
 export const routes: RouteRecordRaw[] = [
   { path: '/', name: 'home', component: () => import('@/views/public/HomeView.vue') },
@@ -94,9 +95,40 @@ export const routes: RouteRecordRaw[] = [
   },
   {
     path: '/admin',
-    name: 'admin',
-    component: () => import('@/views/admin/AdminView.vue'),
-    meta: { title: 'Operations', roles: ['admin'] },
+    component: () => import('@/views/admin/AdminLayout.vue'),
+    meta: { roles: ADMINS },
+    children: [
+      {
+        path: '',
+        name: 'admin',
+        component: () => import('@/views/admin/PoolsView.vue'),
+        meta: { title: 'Pools · Operations', roles: ADMINS },
+      },
+      {
+        path: 'failures',
+        name: 'admin-failures',
+        component: () => import('@/views/admin/FailuresView.vue'),
+        meta: { title: 'Failures · Operations', roles: ADMINS },
+      },
+      {
+        path: 'users',
+        name: 'admin-users',
+        component: () => import('@/views/admin/UsersView.vue'),
+        meta: { title: 'Users · Operations', roles: ADMINS },
+      },
+      {
+        path: 'channels',
+        name: 'admin-channels',
+        component: () => import('@/views/admin/AdminChannelsView.vue'),
+        meta: { title: 'Channels · Operations', roles: ADMINS },
+      },
+      {
+        path: 'audit',
+        name: 'admin-audit',
+        component: () => import('@/views/admin/AuditView.vue'),
+        meta: { title: 'Audit log · Operations', roles: ADMINS },
+      },
+    ],
   },
   {
     path: '/:pathMatch(.*)*',

@@ -32,6 +32,30 @@ describe('router', () => {
     expect(router.currentRoute.value.path).toBe('/me')
   })
 
+  it('keeps /admin to admins: anyone else goes home without one call to /api/admin', async () => {
+    localStorage.setItem('ctc.session', '1')
+    const as = (role: string) =>
+      scriptedFetch({
+        'POST /api/auth/refresh': () => json(200, { user: { id: 'u', email: 'u@x.io', role, display_name: 'u' }, access_token: 'T', refresh_token: 'R' }),
+      })
+    const provider = as('provider')
+    vi.stubGlobal('fetch', provider.fetch)
+    let router = createAppRouter()
+    await router.push('/admin/users')
+    expect(router.currentRoute.value.path).toBe('/dashboard')
+    expect(provider.calls.some((c) => c.path.startsWith('/api/admin'))).toBe(false)
+
+    setActivePinia(createPinia())
+    client.setSession(null, 'logout')
+    localStorage.setItem('ctc.session', '1')
+    vi.stubGlobal('fetch', as('admin').fetch)
+    router = createAppRouter()
+    await router.push('/admin/users')
+    expect(router.currentRoute.value.name).toBe('admin-users')
+    await router.push('/admin')
+    expect(router.currentRoute.value.name).toBe('admin')
+  })
+
   it('lets anyone see the public pages and answers unknown paths with the not-found view', async () => {
     vi.stubGlobal('fetch', scriptedFetch({}).fetch)
     const router = createAppRouter()

@@ -21,7 +21,7 @@ export const useAuthStore = defineStore('auth', () => {
 
   client.onSession((next, event) => {
     user.value = next
-    if (event === 'expired') expired.value = true
+    if (event === 'expired' || event === 'suspended') expired.value = true
     if (event === 'login' || event === 'refresh') expired.value = false
   })
 
