@@ -16,7 +16,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from signal_hub import keys
+from core import keys
 from signal_hub.api.channels import adopt_named_trader
 from signal_hub.api.common import body, caller, client_ip, hub_of, ok, public_user
 from signal_hub.auth import burn_password_check, hash_password, verify_password

@@ -120,12 +120,7 @@ async def directory(request: Request) -> JSONResponse:
     order = params.get("order", "asc" if sort == "name" else "desc")
     if order not in ("asc", "desc"):
         raise BadRequest("order must be asc or desc.", "invalid_order")
-    # A suspended channel is not listed; whether one is, is not a public figure.
-    rows = [
-        {k: v for k, v in r.items() if k != "suspended"}
-        for r in await _rows(hub)
-        if not r["suspended"]
-    ]
+    rows = [r for r in await _rows(hub) if not r["suspended"]]
     asset, broker = params.get("asset"), params.get("broker")
     if asset:
         rows = [r for r in rows if r["assets"] is None or asset in r["assets"]]
