@@ -86,7 +86,19 @@ async def _work_left(rt: WorkerRuntime, signal_id: str) -> int:
 
 async def drain(rt: WorkerRuntime, signal_id: str) -> int:
     """Run the lanes until the work set is empty, then release what is left; repeat while
-    releasing handed subscribers back (a claim whose answer was lost)."""
+    releasing handed subscribers back (a claim whose answer was lost). Every line logged on the
+    way carries the signal's id."""
+    rt.draining += 1
+    try:
+        with logger.contextualize(signal_id=signal_id):
+            written = await _drain(rt, signal_id)
+            logger.info("drained {} subscribers of {} on {}", written, signal_id, rt.broker)
+            return written
+    finally:
+        rt.draining -= 1
+
+
+async def _drain(rt: WorkerRuntime, signal_id: str) -> int:
     channel_id = await rt.redis.hget(keys.signal(signal_id), "channel_id")
     if channel_id is None:  # gone (its keys expired): nothing to drain
         return 0

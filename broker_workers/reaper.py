@@ -15,11 +15,16 @@ waits for the job timeout; a purchase cannot wait that long, so every ``REAPER_I
    enqueueing its drain jobs, a worker died holding the only one) gets a new drain job.
 
 Every step is one atomic script or safe to repeat, so several reapers may run.
+
+Each action is counted (``ctc_reaper_actions_total`` by kind, in subscribers, on the reaper's own
+``/metrics``) and recorded in a capped list the admin console reads (``keys.REAPER_ACTIONS``: kind,
+signal, broker, subscribers, time).
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections import Counter
 from dataclasses import replace
 from decimal import Decimal
 from typing import Any
@@ -31,6 +36,7 @@ from broker_workers.accounts import AccountBook
 from broker_workers.adapters import resolve_adapter
 from broker_workers.adapters.base import BrokerAdapter, BrokerError
 from broker_workers.claims import ClaimBook, recorded_contracts
+from broker_workers.metrics import Metered, ReaperAction, reaper_acted, reaper_series, serve
 from broker_workers.process import order_for
 from broker_workers.settings import WorkerSettings, get_settings
 from core import keys, scripts
@@ -83,11 +89,31 @@ class Reaper:
         await self.expire()
         await self.redrive()
 
+    async def _acted(
+        self,
+        kind: ReaperAction,
+        signal_id: str,
+        broker: str,
+        subscribers: int,
+        worker: str | None = None,
+    ) -> None:
+        """Count an action and keep it in the console's list of recent actions."""
+        reaper_acted(kind, subscribers)
+        entry: dict[str, Any] = {"kind": kind, "signal_id": signal_id, "broker": broker,
+                                 "subscribers": subscribers, "at_ms": now_ms()}  # fmt: skip
+        if worker is not None:
+            entry["worker"] = worker
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.lpush(keys.REAPER_ACTIONS, orjson.dumps(entry))
+            pipe.ltrim(keys.REAPER_ACTIONS, 0, keys.REAPER_ACTIONS_KEPT - 1)
+            await pipe.execute()
+
     async def adopt(self, broker: str) -> None:
         workers: Any = await self.redis.smembers(keys.workers(broker))
         for worker_id in workers:
             if await self.redis.exists(keys.worker_heartbeat(worker_id)):
                 continue
+            held: Any = await self.redis.smembers(keys.claims(worker_id))
             redrive = await scripts.release(
                 self.redis,
                 worker_id=worker_id,
@@ -96,7 +122,12 @@ class Reaper:
                 reconcile_after_ms=self.settings.reconcile_after_ms,
             )
             await self.redis.srem(keys.workers(broker), worker_id)
-            logger.warning("worker {} is gone; its claims are released", worker_id)
+            logger.warning("worker {} is gone; its {} claims are released", worker_id, len(held))
+            by_signal = Counter(tuple(str(m).split("|", 2)[:2]) for m in held)
+            for (signal_id, work_broker), count in by_signal.items():
+                with logger.contextualize(signal_id=signal_id, broker=work_broker):
+                    logger.warning("recovered {} claims of worker {}", count, worker_id)
+                await self._acted("recovered", signal_id, work_broker, count, worker_id)
             for signal_id, work_broker in redrive:
                 await self.dispatcher.dispatch(signal_id, {work_broker: 1}, "redrive")
 
@@ -105,18 +136,29 @@ class Reaper:
             self.redis, schedule=keys.ORPHANS, limit=ORPHANS_PER_PASS, lease_ms=ORPHAN_LEASE_MS
         )
         if due:
-            await asyncio.gather(*(self._reconcile_one(member) for member in due))
+            done = await asyncio.gather(*(self._reconcile_one(member) for member in due))
+            by_signal = Counter(
+                tuple(m.split("|", 2)[:2]) for m, n in zip(due, done, strict=True) if n
+            )
+            for (signal_id, broker), count in by_signal.items():
+                await self._acted("reconciled", signal_id, broker, count)
 
-    async def _reconcile_one(self, member: str) -> None:
+    async def _reconcile_one(self, member: str) -> int:
+        """Reconcile one orphan; 1 if that wrote its record."""
         signal_id, broker, sub_id = member.split("|", 2)
-        try:
-            terminal = await self._orphan_terminal(signal_id, broker, sub_id)
-        except BrokerError as exc:
-            logger.warning("orphan {}: broker cannot answer ({}); later", member, exc.reason)
-            return
-        if terminal is not None:
-            await ClaimBook(self.redis, self.name, broker).finish(signal_id, [terminal])
-        await self.redis.zrem(keys.ORPHANS, member)
+        trade_id = keys.trade_id(signal_id, sub_id)
+        with logger.contextualize(signal_id=signal_id, broker=broker, trade_id=trade_id):
+            try:
+                terminal = await self._orphan_terminal(signal_id, broker, sub_id)
+            except BrokerError as exc:
+                logger.warning("orphan {}: broker cannot answer ({}); later", member, exc.reason)
+                return 0
+            written = 0
+            if terminal is not None:
+                book = ClaimBook(self.redis, self.name, broker)
+                written = await book.finish(signal_id, [terminal])
+            await self.redis.zrem(keys.ORPHANS, member)
+            return written
 
     async def _orphan_terminal(self, signal_id: str, broker: str, sub_id: str) -> Terminal | None:
         """What the broker says of an orphan; ``None`` if it needs no record (already done)."""
@@ -147,7 +189,7 @@ class Reaper:
 
     async def _adapter(self, broker: str) -> BrokerAdapter:
         if broker not in self._adapters:
-            adapter = resolve_adapter(broker)(self.settings)  # type: ignore[call-arg]
+            adapter = Metered(resolve_adapter(broker)(self.settings), broker)  # type: ignore[call-arg]
             await adapter.open([])
             self._adapters[broker] = adapter
         return self._adapters[broker]
@@ -157,12 +199,13 @@ class Reaper:
         due: Any = await self.redis.zrangebyscore(
             keys.ACTIVE, "-inf", now_ms(), start=0, num=EXPIRE_PER_PASS
         )
-        ended = 0
         for member in due:
             signal_id, broker = str(member).split("|", 1)
-            ended += await scripts.expire_work(self.redis, signal_id=signal_id, broker=broker)
-        if ended:
-            logger.warning("{} subscribers ended expired: their deadline passed unsent", ended)
+            ended = await scripts.expire_work(self.redis, signal_id=signal_id, broker=broker)
+            if ended:
+                with logger.contextualize(signal_id=signal_id, broker=broker):
+                    logger.warning("{} subscribers ended expired: deadline passed unsent", ended)
+                await self._acted("expired", signal_id, broker, ended)
 
     async def redrive(self) -> None:
         """A new drain job for each work set that has not shrunk for ``REDRIVE_STALL_MS``."""
@@ -178,8 +221,10 @@ class Reaper:
             if previous != size:
                 since = now
             elif now - since >= self.settings.redrive_stall_ms:
-                logger.warning("work of {} on {} stalled at {}: redriving", signal_id, broker, size)
+                with logger.contextualize(signal_id=signal_id, broker=broker):
+                    logger.warning("work of {} stalled at {}: redriving", signal_id, size)
                 await self.dispatcher.dispatch(signal_id, {broker: size}, "redrive")
+                await self._acted("redriven", signal_id, broker, size)
                 since = now
             sizes[member] = (size, since)
         self._sizes = sizes
@@ -194,6 +239,8 @@ class Reaper:
 async def main() -> None:
     settings = get_settings()
     configure_logging(settings, "reaper")
+    reaper_series()
+    serve(settings.metrics_port, settings.metrics_host)
     reaper = Reaper(settings)
     try:
         await reaper.run()

@@ -10,6 +10,8 @@ signals, and the heartbeat keeps beating while a job runs. Settlement runs on th
 from __future__ import annotations
 
 import asyncio
+import os
+import socket
 import threading
 from collections.abc import Coroutine
 from concurrent.futures import Future
@@ -24,10 +26,12 @@ from broker_workers.adapters import resolve_adapter
 from broker_workers.adapters.base import Account, BrokerAdapter, BrokerError
 from broker_workers.claims import ClaimBook
 from broker_workers.faults import KillPoints
+from broker_workers.metrics import Metered, broker_series
 from broker_workers.settings import WorkerSettings
 from broker_workers.settlement import Settler
 from core import keys
 from core.brokers import Capabilities, broker
+from core.clock import now_ms
 from core.connections import redis_client
 
 T = TypeVar("T")
@@ -46,6 +50,10 @@ class WorkerRuntime:
         self._tasks: list[asyncio.Task[None]] = []
         # Set from the signal handler (SIGTERM): lanes finish the batch in hand, claim no more.
         self.stopping = False
+        self.draining = 0  # drain jobs running now: no account check starts meanwhile
+        self.metrics_port: int | None = None  # this process's /metrics, once served
+        self.health_checked = 0  # accounts checked by the periodic refresh
+        self.started_ms = now_ms()
         self.redis: Redis
         self.adapter: BrokerAdapter
         self.accounts: AccountBook
@@ -83,10 +91,13 @@ class WorkerRuntime:
         self.faults = KillPoints(self.redis, self.settings.fault_injection)
         await self._beat()
         await self.redis.sadd(keys.workers(self.broker), self.worker_id)
-        self.adapter = resolve_adapter(self.broker)(self.settings)  # type: ignore[call-arg]
+        broker_series(self.broker)
+        adapter = resolve_adapter(self.broker)(self.settings)  # type: ignore[call-arg]
+        self.adapter = Metered(adapter, self.broker)
         await self.adapter.open(await self.accounts.known())
         settler = Settler(self.redis, self.broker, self.adapter, self.accounts)
         self._tasks.append(asyncio.create_task(self._heartbeat()))
+        self._tasks.append(asyncio.create_task(self._report()))
         self._tasks.append(asyncio.create_task(settler.run()))
         logger.info("worker {} ready for broker {}", self.worker_id, self.broker)
 
@@ -101,6 +112,45 @@ class WorkerRuntime:
                 await self._beat()
             except Exception as exc:  # a Redis hiccup: keep beating, the lease has slack
                 logger.warning("heartbeat failed: {}", type(exc).__name__)
+
+    def spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        """Run ``coro`` on the runtime's loop for the life of the process (cancelled at stop)."""
+
+        async def start() -> None:
+            self._tasks.append(asyncio.create_task(coro))
+
+        self.run(start())
+
+    def status(self) -> dict[str, str | int]:
+        """What the admin console shows of this worker (``keys.worker_info``)."""
+        figures: dict[str, str | int] = {
+            "broker": self.broker,
+            "host": socket.gethostname(),
+            "pid": os.getpid(),
+            "metrics_port": self.metrics_port or 0,
+            "started_ms": self.started_ms,
+            "draining": self.draining,
+            "health_checked": self.health_checked,
+        }
+        adapter_status = getattr(self.adapter, "status", None)
+        if callable(adapter_status):
+            figures.update(adapter_status())
+        return figures
+
+    async def _report(self) -> None:
+        """Record :meth:`status` beside the heartbeat, as often, lapsing with the lease."""
+        lease_ms = int(self.settings.claim_lease_s * 1000)
+        key = keys.worker_info(self.worker_id)
+        while True:
+            try:
+                async with self.redis.pipeline(transaction=False) as pipe:
+                    pipe.delete(key)
+                    pipe.hset(key, mapping=self.status())  # type: ignore[arg-type]
+                    pipe.pexpire(key, lease_ms)
+                    await pipe.execute()
+            except Exception as exc:  # a Redis hiccup: the next report will do
+                logger.warning("worker report failed: {}", type(exc).__name__)
+            await asyncio.sleep(self.settings.worker_heartbeat_s)
 
     async def balances(self, accounts: list[Account]) -> dict[str, Decimal]:
         """The balances the broker reports (none if it reports none, or cannot answer now:
@@ -118,7 +168,9 @@ class WorkerRuntime:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         await self.adapter.close()
-        await self.redis.delete(keys.worker_heartbeat(self.worker_id))
+        await self.redis.delete(
+            keys.worker_heartbeat(self.worker_id), keys.worker_info(self.worker_id)
+        )
         await self.redis.aclose()
 
     def stop(self) -> None:

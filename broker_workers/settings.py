@@ -31,6 +31,11 @@ class WorkerSettings(CommonSettings):
     reaper_interval_ms: int
     redrive_stall_ms: int  # a work set that did not shrink this long gets a new drain job
     fault_injection: bool  # the fault suite's kill points (broker_workers/faults.py)
+    metrics_port: int  # this process's /metrics (the next free port up to +63); 0 = none
+    metrics_host: str
+    health_refresh_s: float  # each account of the broker is checked about this often
+    health_batch: int  # accounts a worker takes for checking at once
+    health_checks_per_min: int  # a worker's budget for account checks
     paper: PaperSettings
     deriv: DerivSettings
 
@@ -52,6 +57,11 @@ def load_settings(environ: Mapping[str, str] | None = None) -> WorkerSettings:
         reaper_interval_ms=env("REAPER_INTERVAL_MS", cast=int, default=250),
         redrive_stall_ms=env("REDRIVE_STALL_MS", cast=int, default=1000),
         fault_injection=env("FAULT_INJECTION", cast=bool, default=False),
+        metrics_port=env("METRICS_PORT", cast=int, default=9100),
+        metrics_host=env("METRICS_HOST", default="0.0.0.0"),  # noqa: S104 - scraped by pod
+        health_refresh_s=env("HEALTH_REFRESH_S", cast=float, default=60.0),
+        health_batch=max(1, env("HEALTH_BATCH", cast=int, default=20)),
+        health_checks_per_min=max(1, env("HEALTH_CHECKS_PER_MIN", cast=int, default=600)),
         paper=PaperSettings.read(env),
         deriv=DerivSettings.read(env),
     )

@@ -70,6 +70,10 @@ class Settler:
     async def settle(self, member: str) -> None:
         """Settle one taken contract, or leave it for its next turn, or give up on it."""
         item = orjson.loads(member)
+        with logger.contextualize(signal_id=item["signal_id"], trade_id=item["trade_id"]):
+            await self._settle(member, item)
+
+    async def _settle(self, member: str, item: dict[str, Any]) -> None:
         trade = item["trade_id"]
         account = await self.accounts.get(item["account_id"])
         if account is None:
@@ -109,6 +113,7 @@ class Settler:
             trade_id=item["trade_id"],
             channel_id=item["channel_id"],
             subscriber_id=item["subscriber_id"],
+            broker=self.broker,
             contract_id=item["contract_id"],
             outcome=outcome.outcome,
             profit=float(outcome.profit),

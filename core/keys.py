@@ -26,6 +26,8 @@ Per signal (expire a day after the signal):
 Per worker:
   ``claims:{W}``              SET ``signal|broker|subscription`` a worker holds
   ``worker:{W}``              heartbeat key with a TTL; its absence marks a dead worker
+  ``workerinfo:{W}``          HASH what the admin console shows of a live worker (host, pid,
+                              metrics port, sessions, rate budget), written with the heartbeat
   ``workers:<broker>``        SET of worker ids that ever served a broker
 
 Across signals:
@@ -40,6 +42,9 @@ Across signals:
   ``hub:<consumer>``          a hub's heartbeat: its pending results are its own while it lives
   ``online``, ``online:<hub>``  HASH user -> sockets on ``/subscriber``: on all hubs, on one
   ``health:<account>``        HASH: the last check of an account by its broker's workers
+  ``healthdue:<broker>``      ZSET account id -> when its next periodic check is due (ms)
+  ``activesubs:<broker>``     SET of the broker's subscriptions that are not paused (a gauge)
+  ``reaper:actions``          LIST (newest first, capped) of the reaper's recent actions, JSON
   ``checkreply:<id>``         LIST: a worker's answer to one account check
   ``revoked:<family>``        an ended session, kept while its access tokens could still live
   ``suspended:<user>``        a user an operator suspended (its value: the reason)
@@ -59,6 +64,8 @@ ORPHANS = PREFIX + "orphans"
 ONLINE = PREFIX + "online"
 FAULT_ARMED = PREFIX + "fault:kill"
 FAULT_COUNT = PREFIX + "fault:count"
+REAPER_ACTIONS = PREFIX + "reaper:actions"
+REAPER_ACTIONS_KEPT = 500
 
 DAY_S = 24 * 3600
 SIGNAL_TTL_S = DAY_S  # a signal's keys, its resend answer
@@ -134,6 +141,11 @@ def workers(broker: str) -> str:
     return f"{PREFIX}workers:{broker}"
 
 
+def worker_info(worker_id: str) -> str:
+    """HASH of a live worker's figures for the console; it lapses with the worker's lease."""
+    return f"{PREFIX}workerinfo:{{{worker_id}}}"
+
+
 def queue_name(broker: str) -> str:
     """The RQ queue of a broker's worker pool."""
     return f"broker.{broker}"
@@ -165,6 +177,16 @@ def online_at(hub_id: str) -> str:
 def account_health(account_id: str) -> str:
     """HASH status, balance, currency, checked_ms, message: the last check of an account."""
     return f"{PREFIX}health:{account_id}"
+
+
+def health_due(broker: str) -> str:
+    """ZSET account id -> when the broker's workers next check it (ms), taken in batches."""
+    return f"{PREFIX}healthdue:{broker}"
+
+
+def active_subscribers(broker: str) -> str:
+    """SET of the broker's subscriptions that are not paused, kept by the directory."""
+    return f"{PREFIX}activesubs:{broker}"
 
 
 def check_reply(request_id: str) -> str:

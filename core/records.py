@@ -75,6 +75,7 @@ class SettlementRecord(TypedDict):
     trade_id: str
     channel_id: str
     subscriber_id: str | None
+    broker: str  # for the hubs' ``ctc_settlements_total``; not a field of the event
     contract_id: str
     outcome: str  # won, lost, refund
     profit: float

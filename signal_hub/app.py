@@ -37,7 +37,7 @@ from signal_hub.api import (
 from signal_hub.errors import ApiError
 from signal_hub.frontend import app_files
 from signal_hub.hub import Hub
-from signal_hub.middleware import BodyLimit, SecurityHeaders
+from signal_hub.middleware import BodyLimit, RequestIds, SecurityHeaders
 from signal_hub.presence import hub_instance_id
 from signal_hub.relay import Relay
 from signal_hub.scheduler import run_scheduler
@@ -129,7 +129,7 @@ def create_app(settings: Settings | None = None) -> socketio.ASGIApp:
     )
     api.state.hub = hub
     api.router.default = app_files(Path(settings.frontend_dir))
-    return socketio.ASGIApp(sio, other_asgi_app=api, socketio_path="socket.io")
+    return socketio.ASGIApp(sio, other_asgi_app=RequestIds(api), socketio_path="socket.io")
 
 
 app = create_app()

@@ -6,17 +6,24 @@ workers need). Every write to the store's channels, accounts and subscriptions g
 too, and :meth:`rebuild` makes the directory again from the store at start-up. Every change of a
 subscriber set deletes its spare copy (``keys.directory_spare``, made by the intake for the next
 expansion) in the same transaction.
+
+Two more things are kept with it, for the workers and the metrics: each account is on its
+broker's health schedule (``keys.health_due``, which the workers' periodic account checks take
+from), and each broker has the set of its subscriptions that are not paused
+(``keys.active_subscribers``, the ``ctc_subscribers`` gauge).
 """
 
 from __future__ import annotations
 
 import json
+import uuid
 from collections.abc import AsyncIterable, AsyncIterator, Callable
 from typing import Any
 
 from redis.asyncio import Redis
 
 from core import keys
+from core.clock import now_ms
 from signal_hub.store import Store
 
 CHUNK = 1000  # entries per pipeline when the directory is rebuilt
@@ -74,12 +81,17 @@ class Directory:
         await self.redis.set(keys.channel(channel["_id"]), _dumps(channel_entry(channel)))
 
     async def put_account(self, account: dict[str, Any]) -> None:
-        await self.redis.hset(
-            keys.accounts(account["broker"]), account["_id"], _dumps(account_entry(account))
-        )
+        broker = account["broker"]
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.hset(keys.accounts(broker), account["_id"], _dumps(account_entry(account)))
+            pipe.zadd(keys.health_due(broker), {account["_id"]: now_ms()}, nx=True)
+            await pipe.execute()
 
     async def remove_account(self, account: dict[str, Any]) -> None:
-        await self.redis.hdel(keys.accounts(account["broker"]), account["_id"])
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.hdel(keys.accounts(account["broker"]), account["_id"])
+            pipe.zrem(keys.health_due(account["broker"]), account["_id"])
+            await pipe.execute()
 
     async def put_subscription(self, sub: dict[str, Any]) -> None:
         async with self.redis.pipeline(transaction=True) as pipe:
@@ -88,6 +100,10 @@ class Directory:
             )
             pipe.sadd(keys.directory(sub["channel_id"], sub["broker"]), sub["_id"])
             pipe.delete(keys.directory_spare(sub["channel_id"], sub["broker"]))
+            if sub.get("paused"):
+                pipe.srem(keys.active_subscribers(sub["broker"]), sub["_id"])
+            else:
+                pipe.sadd(keys.active_subscribers(sub["broker"]), sub["_id"])
             await pipe.execute()
 
     async def remove_subscription(self, sub: dict[str, Any]) -> None:
@@ -95,6 +111,7 @@ class Directory:
             pipe.srem(keys.directory(sub["channel_id"], sub["broker"]), sub["_id"])
             pipe.delete(keys.directory_spare(sub["channel_id"], sub["broker"]))
             pipe.hdel(keys.subscriptions(sub["channel_id"]), sub["_id"])
+            pipe.srem(keys.active_subscribers(sub["broker"]), sub["_id"])
             await pipe.execute()
 
     async def rebuild(self) -> dict[str, int]:
@@ -111,6 +128,7 @@ class Directory:
         counts = {"channels": 0, "accounts": 0, "subscriptions": 0}
         async for accounts in _chunks(self.store.broker_accounts.find({})):
             await self._put_entries(accounts, "broker", keys.accounts, account_entry)
+            await self._schedule_checks(accounts)
             counts["accounts"] += len(accounts)
         members: dict[str, dict[str, list[str]]] = {}  # channel -> its subscription ids by broker
         async for channels in _chunks(self.store.channels.find({})):
@@ -119,16 +137,30 @@ class Directory:
             )
             members.update((c["_id"], {}) for c in channels)
             counts["channels"] += len(channels)
+        active = _ActiveSets(self.redis, self.brokers)
         async for subs in _chunks(self.store.subscriptions.find({})):
             subs = [s for s in subs if s["channel_id"] in members]
             await self._put_entries(subs, "channel_id", keys.subscriptions, subscription_entry)
             for sub in subs:
                 members[sub["channel_id"]].setdefault(sub["broker"], []).append(sub["_id"])
+            await active.add([s for s in subs if not s.get("paused")])
             counts["subscriptions"] += len(subs)
         channel_ids = list(members)
         for start in range(0, len(channel_ids), CHUNK):
             await self._replace_sets({c: members[c] for c in channel_ids[start : start + CHUNK]})
+        await active.replace()
         return counts
+
+    async def _schedule_checks(self, accounts: list[dict[str, Any]]) -> None:
+        """Put accounts on their broker's health schedule, due now unless already there."""
+        by_broker: dict[str, dict[Any, float]] = {}
+        at = now_ms()
+        for account in accounts:
+            by_broker.setdefault(account["broker"], {})[account["_id"]] = at
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for broker, due in by_broker.items():
+                pipe.zadd(keys.health_due(broker), due, nx=True)
+            await pipe.execute()
 
     async def _put_entries(
         self,
@@ -156,6 +188,37 @@ class Directory:
                 for broker, ids in by_broker.items():
                     pipe.sadd(keys.directory(channel_id, broker), *ids)
             await pipe.execute()
+
+
+class _ActiveSets:
+    """Each broker's set of active subscriptions, made aside and then renamed into place, so
+    that the gauge never reads half a rebuild."""
+
+    def __init__(self, redis: Redis, brokers: list[str]) -> None:
+        self.redis = redis
+        self.brokers = set(brokers)
+        self.tag = uuid.uuid4().hex[:8]
+
+    def _aside(self, broker: str) -> str:
+        return f"{keys.active_subscribers(broker)}:rebuild:{self.tag}"
+
+    async def add(self, subs: list[dict[str, Any]]) -> None:
+        by_broker: dict[str, list[str]] = {}
+        for sub in subs:
+            by_broker.setdefault(sub["broker"], []).append(sub["_id"])
+            self.brokers.add(sub["broker"])
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for broker, ids in by_broker.items():
+                pipe.sadd(self._aside(broker), *ids)
+            await pipe.execute()
+
+    async def replace(self) -> None:
+        for broker in sorted(self.brokers):
+            aside = self._aside(broker)
+            if await self.redis.exists(aside):
+                await self.redis.rename(aside, keys.active_subscribers(broker))
+            else:
+                await self.redis.delete(keys.active_subscribers(broker))
 
 
 async def _chunks(docs: AsyncIterable[dict[str, Any]]) -> AsyncIterator[list[dict[str, Any]]]:

@@ -34,6 +34,7 @@ from core import keys, scripts
 from core.brokers import Capabilities
 from core.clock import iso, now_ms
 from core.dispatch import Dispatcher
+from signal_hub import metrics
 from signal_hub.errors import ApiError, Forbidden, NotFound, ValidationFailed
 from signal_hub.store import new_id
 from signal_hub.validation import validate
@@ -132,9 +133,10 @@ class Intake:
             if status == "ok":
                 self._dispatch_soon(signal.channel_id, ack)
         else:
-            _, ack = _answer(await scripts.schedule(self.redis, new, at_ms))
+            status, ack = _answer(await scripts.schedule(self.redis, new, at_ms))
         if "scheduled_ms" in ack:
             ack["at"] = iso(ack["scheduled_ms"])
+        _taken(status, signal.channel_id, ack, at_ms is not None)
         return ack
 
     async def fire(self, signal_id: str) -> dict[str, Any] | None:
@@ -225,6 +227,25 @@ class Intake:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+
+
+def _taken(status: str, channel_id: str, ack: dict[str, Any], scheduled: bool) -> None:
+    """Count a signal taken (not a resend, which gets the first answer) and log it."""
+    signal_id = ack.get("signal_id")
+    fanout = ack.get("fanout") or {}
+    with logger.contextualize(signal_id=signal_id):
+        if status != "ok":
+            logger.info("signal {} sent again: the first answer stands", signal_id)
+            return
+        metrics.signal_outcome("scheduled" if scheduled else "accepted")
+        logger.info(
+            "signal {} to channel {} {}: {} subscribers {}",
+            signal_id,
+            channel_id,
+            "scheduled" if scheduled else "fanned out",
+            fanout.get("total", 0),
+            fanout.get("by_broker", {}),
+        )
 
 
 def _answer(answer: scripts.Answer) -> tuple[str, dict[str, Any]]:

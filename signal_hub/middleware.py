@@ -1,16 +1,61 @@
-"""ASGI middleware of the hub's HTTP side: a cap on request bodies, and security headers.
+"""ASGI middleware of the hub's HTTP side: request ids, a cap on request bodies, and security
+headers.
 
-Both are plain ASGI (no ``BaseHTTPMiddleware``), so they cost a header scan per request and never
+All are plain ASGI (no ``BaseHTTPMiddleware``), so they cost a header scan per request and never
 buffer a body.
 """
 
 from __future__ import annotations
 
+import re
+import time
+import uuid
+
+from loguru import logger
 from starlette.datastructures import Headers, MutableHeaders
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from signal_hub.errors import PayloadTooLarge
+
+REQUEST_ID_HEADER = "X-Request-ID"
+_SANE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{8,128}$")
+
+
+class RequestIds:
+    """Every HTTP request gets an id: the caller's ``X-Request-ID`` when it looks like one (a
+    proxy's or a client's: 8 to 128 letters, digits and ``._:-``), else a new one. Each line
+    logged while the request is handled carries it as ``request_id``, the answer returns it in
+    ``X-Request-ID``, and each ``/api`` request ends with one line: method, path, status, time.
+    Wraps the whole app, so an unhandled error's line and its 500 carry the id too."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        given = Headers(scope=scope).get(REQUEST_ID_HEADER, "")
+        request_id = given if _SANE_REQUEST_ID.match(given) else uuid.uuid4().hex
+        status = 500
+        started = time.perf_counter()
+
+        async def with_id(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                MutableHeaders(scope=message)[REQUEST_ID_HEADER] = request_id
+            await send(message)
+
+        with logger.contextualize(request_id=request_id):
+            try:
+                await self.app(scope, receive, with_id)
+            finally:
+                path: str = scope.get("path", "")
+                if path.startswith("/api/"):
+                    took_ms = (time.perf_counter() - started) * 1000
+                    logger.info("{} {} {} {:.1f} ms", scope.get("method"), path, status, took_ms)
 
 
 class BodyLimit:

@@ -12,6 +12,11 @@ claimed anyway. The store writes are idempotent upserts keyed by the record's id
 handled twice is written once. A subscriber's own events go only to subscribers connected to some
 hub (``presence.py``). On SIGTERM the relay finishes the batch in hand (written, acknowledged) and
 stops. Nothing in flight is lost on a restart.
+
+Once a slice is acknowledged its copies are counted (:func:`signal_hub.metrics.count_results`):
+the relay is where every terminal record passes, once per hub that handles it. Copies that failed
+are logged per signal and reason; with ``LOG_LEVEL=DEBUG`` every record is, with its
+``signal_id`` and ``trade_id``.
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
 from core import keys, records
+from signal_hub import metrics
 from signal_hub.hub import Hub
 from signal_hub.sockets import channel_room, user_room
 
@@ -54,6 +60,7 @@ class Relay:
         self.redis = hub.redis
         self.consumer = consumer
         self._stopping = asyncio.Event()
+        self._per_record = hub.settings.log_level.upper() in ("DEBUG", "TRACE")
 
     def stop(self) -> None:
         """Finish the batch in hand, then return from :meth:`run`."""
@@ -170,6 +177,28 @@ class Relay:
             pipe.xack(keys.RESULTS, keys.RESULTS_GROUP, *ids)
             pipe.xdel(keys.RESULTS, *ids)
             await pipe.execute()
+        executions = by_kind.get("execution", [])
+        metrics.count_results(
+            executions, by_kind.get("settlement", []), by_kind.get("signal_status", [])
+        )
+        self._log(executions)
+
+    def _log(self, executions: list[dict[str, Any]]) -> None:
+        """Failed copies, a line per signal, broker and reason; every record at DEBUG."""
+        if self._per_record:
+            for r in executions:
+                with logger.contextualize(signal_id=r["signal_id"], trade_id=r["trade_id"]):
+                    reason = f" ({r['reason']})" if r.get("reason") else ""
+                    logger.debug(
+                        "{}{} on {} after {} ms", r["status"], reason, r["broker"], r["latency_ms"]
+                    )
+        failed: dict[tuple[str, str, str], int] = defaultdict(int)
+        for r in executions:
+            if r["status"] == "failed":
+                failed[(r["signal_id"], r["broker"], r.get("reason") or "")] += 1
+        for (signal_id, broker, reason), n in failed.items():
+            with logger.contextualize(signal_id=signal_id, broker=broker):
+                logger.warning("{} copies of {} failed on {}: {}", n, signal_id, broker, reason)
 
     async def _emit(
         self, executions: list[dict[str, Any]], settlements: list[dict[str, Any]]

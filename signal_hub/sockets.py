@@ -17,6 +17,7 @@ import orjson
 import socketio
 from loguru import logger
 
+from signal_hub import metrics
 from signal_hub.auth import Principal
 from signal_hub.errors import ApiError, Forbidden, Unauthorized, ValidationFailed
 from signal_hub.hub import Hub
@@ -160,23 +161,40 @@ class ProviderNamespace(_Authenticated):
             await self.enter_room(sid, channel_room(channel["_id"]))
 
     async def on_signal(self, sid: str, data: Any = None) -> dict[str, Any]:
+        arrived = time.perf_counter()
         try:
             principal = await self.principal(sid)
             await self.limit(principal, "signal", self.hub.settings.signal_rate_limit_per_s)
             ack = await self.hub.intake.submit(principal.user_id, data)
         except ApiError as exc:
-            return error_ack(exc)
+            return self._refused(exc, arrived)
         except Exception:
             logger.exception("signal intake failed")
-            return error_ack(ApiError("The signal could not be taken; try again.", "internal"))
+            failure = ApiError("The signal could not be taken; try again.", "internal")
+            return self._refused(failure, arrived)
         await self.enter_room(sid, channel_room(data["channel_id"]))
+        metrics.signal_acked(time.perf_counter() - arrived)
         return ack
 
+    @staticmethod
+    def _refused(exc: ApiError, arrived: float) -> dict[str, Any]:
+        metrics.signal_outcome("refused", exc.code)
+        metrics.signal_acked(time.perf_counter() - arrived)
+        return error_ack(exc)
+
     async def on_cancel(self, sid: str, data: Any = None) -> dict[str, Any]:
+        signal_id = data.get("signal_id") if isinstance(data, dict) else None
+        if not isinstance(signal_id, str) or len(signal_id) > 64:
+            signal_id = None  # refused below; not a value for the log lines
         try:
             principal = await self.principal(sid)
             await self.limit(principal, "control", self.hub.settings.control_rate_limit_per_s)
-            return await self.hub.canceller.cancel(principal.user_id, data)
+            with logger.contextualize(signal_id=signal_id):
+                ack = await self.hub.canceller.cancel(principal.user_id, data)
+                logger.info(
+                    "signal {} cancelled: {} purchases stopped", signal_id, ack["cancellable"]
+                )
+                return ack
         except ApiError as exc:
             return error_ack(exc)
         except Exception:

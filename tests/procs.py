@@ -151,11 +151,18 @@ class System:
     def sim_url(self) -> str:
         return f"http://127.0.0.1:{self.sim_port}"
 
-    def start_pool(self, broker: str, workers: int = 2, timeout: float = 30) -> Proc:
+    def start_pool(
+        self,
+        broker: str,
+        workers: int = 2,
+        timeout: float = 30,
+        extra_env: dict[str, str] | None = None,
+    ) -> Proc:
         proc = self.spawn(
             f"worker_{broker}",
             [sys.executable, "-m", "rq.cli", "worker-pool", f"broker.{broker}", "-n", str(workers),
              "-w", "broker_workers.worker.BrokerWorker", "-u", redis_url(self.db)],
+            extra_env,
         )  # fmt: skip
         r = redis.Redis.from_url(redis_url(self.db), decode_responses=True)
 
@@ -170,9 +177,9 @@ class System:
         )
         return proc
 
-    def start_reaper(self) -> Proc:
+    def start_reaper(self, extra_env: dict[str, str] | None = None) -> Proc:
         """The reaper process; it serves every broker in ``BROKERS``."""
-        return self.spawn("reaper", [sys.executable, "-m", "broker_workers.reaper"])
+        return self.spawn("reaper", [sys.executable, "-m", "broker_workers.reaper"], extra_env)
 
     def stop(self) -> None:
         for proc in reversed(self.procs):
@@ -195,6 +202,9 @@ def running_system(db: int, log_dir: Path, **env: str) -> Iterator[System]:
         "SIGNUP_RATE_LIMIT_PER_MIN": "100000",
         "LOGIN_IP_RATE_LIMIT_PER_MIN": "100000",  # every test logs in from 127.0.0.1
         "FRONTEND_DIR": str(ROOT / "frontend" / "dist"),
+        # Workers and reapers serve no /metrics unless a test asks (METRICS_PORT=<free port>):
+        # many run at once on this host, and other runs may share it.
+        "METRICS_PORT": "0",
         **env,
     }
     if os.environ.get("MONGODB_URL"):  # the same tests, against a real MongoDB

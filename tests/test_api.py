@@ -922,8 +922,13 @@ def test_metrics_are_prometheus_text(api: Api) -> None:
             match = sample.match(line)
             assert match, f"not a Prometheus sample: {line!r}"
             samples[match.group(1)] = float(match.group(3))
-    assert {"ctc_results_backlog", "ctc_active_fanouts"} <= set(samples)
-    assert all(name in typed for name in samples)
+    assert {"ctc_results_lag_entries", "ctc_results_lag_seconds", "ctc_pending_work"} <= set(
+        samples
+    )
+    suffixes = ("_bucket", "_sum", "_count", "_created")
+    assert all(
+        name in typed or any(name.removesuffix(x) in typed for x in suffixes) for name in samples
+    )
     assert all(value >= 0 for value in samples.values())
 
 

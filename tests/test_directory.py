@@ -17,12 +17,15 @@ BROKERS = ["paper", "deriv"]
 
 
 async def snapshot(redis: Redis) -> dict[str, Any]:
-    """Every key of the database with its value (sets sorted)."""
+    """Every key of the database with its value (sets sorted; a sorted set's members, not the
+    times they are due)."""
     state: dict[str, Any] = {}
     async for key in redis.scan_iter(count=1000):
         kind = await redis.type(key)
         if kind == "set":
             state[key] = sorted(await redis.smembers(key))
+        elif kind == "zset":
+            state[key] = sorted(await redis.zrange(key, 0, -1))
         elif kind == "hash":
             state[key] = await redis.hgetall(key)
         else:

@@ -92,6 +92,10 @@ class BrokerAdapter(Protocol):
     Required: ``open``, ``close``, ``buy``, ``find_purchase``, ``outcome``.
     Required when the broker's capabilities say ``reports_balances`` (percent stakes need it):
     ``balances``; never called otherwise.
+    Optional: ``status() -> dict[str, int]``, figures of the adapter's sessions for the admin
+    console (``sessions_connected``, ``sessions_total``, ``budget_available``,
+    ``budget_per_minute``, ``rate_limit_waits``, ``reconnects``), recorded with the worker's
+    heartbeat; an adapter without sessions or budgets leaves it out.
     """
 
     name: ClassVar[str]

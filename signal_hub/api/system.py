@@ -5,11 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse, PlainTextResponse
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from core import keys
 from signal_hub.api.common import hub_of
+from signal_hub.metrics import CONTENT_TYPE, exposition
 
 
 async def healthz(request: Request) -> JSONResponse:
@@ -35,20 +35,11 @@ async def readyz(request: Request) -> JSONResponse:
     )
 
 
-async def metrics(request: Request) -> PlainTextResponse:
-    """A few gauges read from Redis, in the Prometheus text format."""
+async def metrics(request: Request) -> Response:
+    """Prometheus metrics, in the text format (see :mod:`signal_hub.metrics`)."""
     hub = hub_of(request)
-    backlog = await hub.redis.xlen(keys.RESULTS)
-    active = await hub.redis.zcard(keys.ACTIVE)
-    lines = [
-        "# HELP ctc_results_backlog Records in the results stream not yet written to the store.",
-        "# TYPE ctc_results_backlog gauge",
-        f"ctc_results_backlog {backlog}",
-        "# HELP ctc_active_fanouts Signal/broker work sets not yet drained.",
-        "# TYPE ctc_active_fanouts gauge",
-        f"ctc_active_fanouts {active}",
-    ]
-    return PlainTextResponse("\n".join(lines) + "\n", media_type="text/plain; version=0.0.4")
+    body = await exposition(hub.redis, list(hub.brokers))
+    return Response(body, media_type=CONTENT_TYPE)
 
 
 async def openapi(request: Request) -> JSONResponse:

@@ -39,6 +39,10 @@ class DerivBroker:
     def connections_opened(self) -> int:
         return self.connections.connections_opened
 
+    def status(self) -> dict[str, int]:
+        """Sessions connected, rate budget left (the optional ``status``: the admin console)."""
+        return self.connections.status()
+
     async def open(self, accounts: list[Account]) -> None:
         await self.connections.open(accounts)
 

@@ -11,7 +11,7 @@ import random
 import re
 import sys
 import time
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -28,9 +28,12 @@ from broker_workers.adapters.base import (
 )
 from broker_workers.adapters.deriv.errors import NoAnswer, error_of
 from broker_workers.adapters.deriv.settings import DerivSettings
+from broker_workers.metrics import RATE_LIMIT_WAITS, RECONNECTS
 from core.brokers import broker
 
 Json = dict[str, Any]
+_RATE_LIMIT_WAITS = RATE_LIMIT_WAITS.labels("deriv")
+_RECONNECTS = RECONNECTS.labels("deriv")
 
 
 def now_s() -> float:
@@ -84,11 +87,15 @@ class RateBudget:
     the hot path. A request that could only be sent after its deadline is not waited for.
     """
 
-    def __init__(self, per_minute: int, per_hour: int) -> None:
+    def __init__(
+        self, per_minute: int, per_hour: int, on_wait: Callable[[], None] | None = None
+    ) -> None:
         # One [capacity, seconds per token, level] per limit; a limit of 0 means none.
         limits = ((per_minute, 60.0), (per_hour, 3600.0))
         self._buckets = [[float(n), period / n, float(n)] for n, period in limits if n > 0]
         self._stamp = time.monotonic()
+        self.per_minute = per_minute
+        self._on_wait = on_wait
 
     def _wait_s(self) -> float:
         """Refill every bucket, then how long until each holds a whole token."""
@@ -108,6 +115,7 @@ class RateBudget:
 
     async def acquire(self, deadline_s: float) -> bool:
         """Take one request's worth, waiting if that still ends before ``deadline_s`` (epoch)."""
+        waited = False
         while True:
             wait = self._wait_s()
             if wait <= 0:
@@ -116,6 +124,9 @@ class RateBudget:
                 return True
             if now_s() + wait > deadline_s:
                 return False
+            if not waited and self._on_wait is not None:
+                self._on_wait()
+            waited = True
             await asyncio.sleep(wait)
 
 
@@ -234,6 +245,8 @@ class Session:
                     await asyncio.sleep(delay)
                     continue
                 self.connections_opened += 1
+                if self.connections_opened > 1:
+                    pool.reconnected()
                 self.sock, failures = sock, 0
                 try:
                     self.budget = await pool.budget_for(sock)
@@ -313,12 +326,35 @@ class Connections:
         self.settings = settings
         self.url = with_app_id(settings.ws_url, settings.app_id)
         self.candidates: dict[str, Account] = {}  # accounts to authorize sessions as, in order
+        self.rate_limit_waits = 0  # in this process, for the admin console
+        self.reconnects = 0
         self.sessions = [Session(self, n + 1) for n in range(settings.connections)]
         self._side_sockets = asyncio.Semaphore(settings.side_connections)
 
     @property
     def connections_opened(self) -> int:
         return sum(session.connections_opened for session in self.sessions)
+
+    def waited(self) -> None:
+        """A request waited for a rate budget, or Deriv told it to wait (``RateLimit``)."""
+        self.rate_limit_waits += 1
+        _RATE_LIMIT_WAITS.inc()
+
+    def reconnected(self) -> None:
+        self.reconnects += 1
+        _RECONNECTS.inc()
+
+    def status(self) -> dict[str, int]:
+        """The sessions connected and the purchases their rate budgets allow right now, for the
+        admin console (recorded with the worker's heartbeat)."""
+        return {
+            "sessions_connected": sum(1 for s in self.sessions if s.live),
+            "sessions_total": len(self.sessions),
+            "budget_available": sum(min(s.budget.available(), 10**9) for s in self.sessions),
+            "budget_per_minute": sum(s.budget.per_minute for s in self.sessions),
+            "rate_limit_waits": self.rate_limit_waits,
+            "reconnects": self.reconnects,
+        }
 
     async def open(self, accounts: list[Account]) -> None:
         """Connect and authorize every session as the first account; more accounts only widen
@@ -354,7 +390,9 @@ class Connections:
         """Until a connection's ``website_status`` says otherwise: the catalogue's per-minute
         figure and our share of the documented hourly one."""
         per_minute = broker("deriv").capabilities["buys_per_minute"]
-        return RateBudget(per_minute, self._share(self.settings.buy_limits_documented[1]))
+        return RateBudget(
+            per_minute, self._share(self.settings.buy_limits_documented[1]), self.waited
+        )
 
     async def budget_for(self, sock: Socket) -> RateBudget:
         """A new connection's budget: our share of the limits ``website_status`` reports for the
@@ -369,7 +407,7 @@ class Connections:
             return self.default_budget()
         per_minute, per_hour = self._share(limits[0]), self._share(limits[1])
         logger.debug("deriv: connection budget {}/min, {}/h", per_minute, per_hour)
-        return RateBudget(per_minute, per_hour)
+        return RateBudget(per_minute, per_hour, self.waited)
 
     def pick(self) -> Session:
         """The session that can send soonest: connected, most budget left, fewest in flight."""

@@ -275,6 +275,7 @@ class Execution:
     def _refused(self, session: Session, order: Order, error: Json, message_key: str) -> Answer:
         code = str(error.get("code"))
         if code == "RateLimit":
+            self.connections.waited()
             return RETRY
         if code == "AuthorizationRequired":
             session.auth = None  # the session lost its login: authorize again before the next call
