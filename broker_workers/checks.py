@@ -147,7 +147,6 @@ class Refresher:
         self.per_s = settings.health_checks_per_min / 60
         self._tokens = float(self.batch)
         self._stamp = time.monotonic()
-        self.checked = 0  # accounts this worker checked, for the console
 
     def _budget(self) -> int:
         now = time.monotonic()
@@ -187,5 +186,5 @@ class Refresher:
         requests = [orjson.loads(raw) for raw in entries if raw is not None]
         for start in range(0, len(requests), PARALLEL):
             await check_and_record(rt, requests[start : start + PARALLEL])
-        self.checked += len(requests)
+        rt.health_checked += len(requests)
         return len(requests)

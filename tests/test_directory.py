@@ -109,3 +109,40 @@ async def test_rebuild_of_an_emptied_channel_and_an_empty_store(redis: Redis) ->
     empty = Directory(redis, Store(EmbeddedDatabase()), BROKERS)
     assert await empty.rebuild() == {"channels": 0, "accounts": 0, "subscriptions": 0}
     assert await snapshot(redis) == {}
+
+
+async def test_active_subscribers_and_the_health_schedule_follow_the_directory(
+    redis: Redis,
+) -> None:
+    """Each broker's unpaused subscriptions (the ``ctc_subscribers`` gauge) and its accounts'
+    health schedule (the workers' periodic checks) move with every write and the rebuild."""
+    store, _ = await seeded_store(channels=1, subscribers=4)
+    hub = Directory(redis, store, BROKERS)
+    await hub.rebuild()
+    subs = await store.subscriptions.find({"channel_id": {"$ne": "gone"}}).to_list()
+    accounts = await store.broker_accounts.find({}).to_list()
+
+    async def active(broker: str) -> set[str]:
+        return {str(m) for m in await redis.smembers(keys.active_subscribers(broker))}
+
+    async def scheduled(broker: str) -> set[str]:
+        return {str(m) for m in await redis.zrange(keys.health_due(broker), 0, -1)}
+
+    by_broker = {b: {s["_id"] for s in subs if s["broker"] == b} for b in BROKERS}
+    assert {b: await active(b) for b in BROKERS} == by_broker
+    accounts_of = {b: {a["_id"] for a in accounts if a["broker"] == b} for b in BROKERS}
+    assert {b: await scheduled(b) for b in BROKERS} == accounts_of
+
+    paused = dict(subs[0], paused=True)
+    await hub.put_subscription(paused)
+    assert paused["_id"] not in await active(paused["broker"])
+    await store.subscriptions.update_one({"_id": paused["_id"]}, {"$set": {"paused": True}})
+    await hub.remove_subscription(subs[1])
+    await store.subscriptions.delete_one({"_id": subs[1]["_id"]})
+    await hub.remove_account(accounts[0])
+    await store.broker_accounts.delete_one({"_id": accounts[0]["_id"]})
+    assert accounts[0]["_id"] not in await scheduled(accounts[0]["broker"])
+    expected = {b: await active(b) for b in BROKERS}
+    await hub.rebuild()  # the same sets from the store
+    assert {b: await active(b) for b in BROKERS} == expected
+    assert accounts[0]["_id"] not in await scheduled(accounts[0]["broker"])

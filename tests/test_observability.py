@@ -10,10 +10,12 @@ prometheus-client's default process figures.
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 
 import httpx
@@ -21,8 +23,13 @@ import pytest
 import redis as sync_redis
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
+from redis.asyncio import Redis
 
+from broker_workers.checks import Refresher
+from broker_workers.runtime import WorkerRuntime
+from broker_workers.settings import load_settings
 from core import keys
+from core.crypto import CredentialsBox
 from tests.chaos import CHAOS_ENV, Chaos, new_channel, signal_to
 from tests.client import Api, live
 from tests.conftest import LOG_DIR, UNIT_DB
@@ -295,3 +302,47 @@ async def test_the_reaper_counts_and_lists_what_it_recovered() -> None:
             '"kind":"recovered"' in a and ack["signal_id"] in a and '"worker":' in a
             for a in actions
         ), actions
+
+
+async def test_the_refresh_shares_one_schedule_and_waits_while_draining(
+    redis: Redis, unit_redis_url: str
+) -> None:
+    """Two workers' refreshers take due accounts from one schedule: each account is checked once
+    and then not again for a period, whatever the number of workers; an account removed since
+    leaves the schedule; a worker draining a signal checks nothing."""
+    settings = load_settings(
+        {"APP_ENV": "development", "REDIS_URL": unit_redis_url, "BROKERS": "paper",
+         "HEALTH_REFRESH_S": "30", "HEALTH_BATCH": "3", "HEALTH_CHECKS_PER_MIN": "6000"}
+    )  # fmt: skip
+    sealed = CredentialsBox(settings.broker_credentials_key).seal({})
+    ids = [f"a{i}" for i in range(5)]
+    for account_id in ids:
+        entry = {"id": account_id, "credentials": sealed, "currency": "USD"}
+        await redis.hset(keys.accounts("paper"), account_id, json.dumps(entry))
+    await redis.zadd(keys.health_due("paper"), {**dict.fromkeys(ids, 0), "removed": 0})
+    runtimes = [WorkerRuntime(settings, "paper", f"w{i}") for i in range(2)]
+    for rt in runtimes:
+        await rt._open()
+    try:
+        first, second = (Refresher(rt) for rt in runtimes)
+        runtimes[0].draining = 1
+        assert await first.refresh() == 0
+        assert await redis.zscore(keys.health_due("paper"), "a0") == 0  # nothing taken
+        runtimes[0].draining = 0
+        checked = 0
+        for _ in range(4):
+            checked += await first.refresh() + await second.refresh()
+        assert checked == len(ids)
+        assert 0 < first.rt.health_checked <= 3 and 0 < second.rt.health_checked <= 3
+        for account_id in ids:
+            health: Any = await redis.hgetall(keys.account_health(account_id))
+            assert health["status"] == "ok" and Decimal(health["balance"]) == 10_000
+        scored: Any = await redis.zrange(keys.health_due("paper"), 0, -1, withscores=True)
+        due = dict(scored)
+        assert set(due) == set(ids)  # "removed" has no account: it left the schedule
+        soon = (time.time() + 25) * 1000
+        assert all(score > soon for score in due.values())  # a period ahead
+        assert await first.refresh() + await second.refresh() == 0
+    finally:
+        for rt in runtimes:
+            await rt._close()
