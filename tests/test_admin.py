@@ -4,6 +4,7 @@ real processes and lands in the audit log."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -51,6 +52,8 @@ def ops() -> Iterator[Ops]:
         assert f"admin {ADMIN_EMAIL} created" in made.stdout
         system.start_hub()
         system.start_pool("paper", workers=2)
+        system.start_deriv_sim()
+        system.start_pool("deriv", workers=1)
         with httpx.Client(base_url=system.base_url, timeout=10) as http:
             api = Api(http)
             r = http.post(
@@ -93,6 +96,7 @@ def test_signup_never_makes_an_admin(ops: Ops) -> None:
 ADMIN_ROUTES = [
     ("GET", "/api/admin/overview", None),
     ("GET", "/api/admin/failures", None),
+    ("GET", "/api/admin/reaper", None),
     ("GET", "/api/admin/jobs/failed", None),
     ("POST", "/api/admin/jobs/some-job/requeue", None),
     ("GET", "/api/admin/users?q=a", None),
@@ -118,7 +122,11 @@ def test_every_admin_endpoint_refuses_everyone_else(ops: Ops) -> None:
             assert_error(api.call(method, path, who, **kw), 403, "wrong_role")
     assert api.ok("GET", "/api/admin/audit", ops.admin)["items"][-1]["action"] == "create_admin"
     paths = api.ok("GET", "/openapi.json")["paths"]
-    assert {"/api/admin/overview", "/api/admin/users/{user_id}/suspend"} <= set(paths)
+    assert {
+        "/api/admin/overview",
+        "/api/admin/reaper",
+        "/api/admin/users/{user_id}/suspend",
+    } <= set(paths)
     # None of the refused calls did anything.
     assert api.ok("GET", f"/api/channels/{channel['id']}")["id"] == channel["id"]
     assert api.call("GET", "/api/me", subscriber).status_code == 200
@@ -223,6 +231,14 @@ async def test_overview_and_failures_show_the_pools(ops: Ops) -> None:
     paper = next(b for b in overview["brokers"] if b["broker"] == "paper")
     assert paper["live_workers"] == 2 and len(paper["workers"]) == 2
     assert all(0 <= w["last_heartbeat_ms_ago"] < 5000 for w in paper["workers"])
+    for worker in paper["workers"]:  # what each recorded with its heartbeat
+        assert worker["host"] and worker["pid"] > 0 and worker["metrics_port"] is None
+        assert worker["sessions"] is None and worker["rate_budget"] is None  # paper has none
+    (deriv,) = next(b for b in overview["brokers"] if b["broker"] == "deriv")["workers"]
+    assert deriv["sessions"] == {"connected": 2, "total": 2}
+    budget = deriv["rate_budget"]
+    assert 0 < budget["available"] <= budget["per_minute"] and budget["waits"] == 0
+    assert deriv["reconnects"] == 0
     assert paper["copies"]["last_hour"]["failed"] >= 1
     assert paper["latency_ms"]["samples"] >= 2
     failed = api.ok("GET", "/api/admin/failures", ops.admin)["items"]
@@ -247,3 +263,32 @@ def test_failed_jobs_are_listed_and_requeued_on_record(ops: Ops) -> None:
         ops.api.call("POST", "/api/admin/jobs/no-such-job/requeue", ops.admin), 404, "job_not_found"
     )
     connection.close()
+
+
+def test_the_reaper_s_recent_actions_newest_first(ops: Ops) -> None:
+    """What the reaper records (tests/test_observability.py makes it act for real) is listed
+    newest first, as recorded, within the limit asked."""
+    client = sync_redis.Redis.from_url(redis_url(ADMIN_DB))
+    client.delete(keys.REAPER_ACTIONS)
+    at = 1_795_900_000_000
+    actions = [
+        {"kind": "recovered", "signal_id": "s1", "broker": "paper", "subscribers": 4,
+         "at_ms": at, "worker": "w-dead"},
+        {"kind": "reconciled", "signal_id": "s1", "broker": "deriv", "subscribers": 1,
+         "at_ms": at + 500},
+        {"kind": "expired", "signal_id": "s2", "broker": "paper", "subscribers": 7,
+         "at_ms": at + 1000},
+    ]  # fmt: skip
+    for action in actions:
+        client.lpush(keys.REAPER_ACTIONS, json.dumps(action))
+    client.close()
+    items = ops.api.ok("GET", "/api/admin/reaper", ops.admin)["items"]
+    assert [(i["kind"], i["signal_id"], i["broker"], i["subscribers"]) for i in items] == [
+        ("expired", "s2", "paper", 7),
+        ("reconciled", "s1", "deriv", 1),
+        ("recovered", "s1", "paper", 4),
+    ]
+    assert items[2]["worker"] == "w-dead" and items[0]["worker"] is None
+    assert items[2]["at"] == "2026-11-28T21:06:40Z"
+    assert len(ops.api.ok("GET", "/api/admin/reaper?limit=1", ops.admin)["items"]) == 1
+    assert_error(ops.api.call("GET", "/api/admin/reaper?limit=0", ops.admin), 400, "invalid_limit")

@@ -1,10 +1,12 @@
-"""The operators' console: the state of every broker pool, recent failures, RQ's failed jobs,
-and users and channels to find, suspend and restore. Admins only (403 for everyone else); every
-action is recorded in the audit log with who did it.
+"""The operators' console: the state of every broker pool (with each worker's sessions and rate
+budget), the reaper's recent actions, recent failures, RQ's failed jobs, and users and channels to
+find, suspend and restore. Admins only (403 for everyone else); every action is recorded in the
+audit log with who did it.
 """
 
 from __future__ import annotations
 
+import json
 import re
 from datetime import timedelta
 from typing import Any
@@ -21,6 +23,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from core import keys
+from core.clock import iso
 from signal_hub import audit
 from signal_hub.api.channels import load_channel
 from signal_hub.api.common import body, caller, hub_of, ok, query_limit
@@ -53,8 +56,9 @@ async def _admin(request: Request) -> tuple[Hub, dict[str, Any]]:
 
 
 async def overview(request: Request) -> JSONResponse:
-    """Per broker: pending work, queued drain jobs, workers with their last heartbeat, copies in
-    the last minute and hour by status, and the copy latency's p50 and p99 over the hour."""
+    """Per broker: pending work, queued drain jobs, workers with their last heartbeat, sessions
+    and rate budget, copies in the last minute and hour by status, and the copy latency's p50 and
+    p99 over the hour."""
     hub, _ = await _admin(request)
     now = utcnow()
     brokers = sorted(hub.brokers)
@@ -79,6 +83,7 @@ async def overview(request: Request) -> JSONResponse:
         for broker in brokers:
             for worker in registered[broker]:
                 pipe.pttl(keys.worker_heartbeat(worker))
+                pipe.hgetall(keys.worker_info(worker))
         ttls = iter(await pipe.execute())
     copies = await _copies(hub, now)
     latency = await _latency(hub, now)
@@ -86,9 +91,15 @@ async def overview(request: Request) -> JSONResponse:
     for broker in brokers:
         workers = []
         for worker in registered[broker]:
-            ttl = int(next(ttls))
+            ttl, info = int(next(ttls)), next(ttls)
             if ttl > 0:  # a live heartbeat: last beat = now - (lease - time left)
-                workers.append({"id": worker, "last_heartbeat_ms_ago": max(0, lease_ms - ttl)})
+                workers.append(
+                    {
+                        "id": worker,
+                        "last_heartbeat_ms_ago": max(0, lease_ms - ttl),
+                        **_worker_figures(info),
+                    }
+                )
         items.append(
             {
                 "broker": broker,
@@ -101,6 +112,36 @@ async def overview(request: Request) -> JSONResponse:
             }
         )
     return ok({"brokers": items, "active_fanouts": len(active), "at": now})
+
+
+def _worker_figures(info: dict[str, str]) -> dict[str, Any]:
+    """What a worker recorded with its heartbeat (``keys.worker_info``): where it runs, its
+    ``/metrics`` port, and, for a broker with sessions, how many are connected and the purchases
+    their rate budgets allow now (``None`` where the worker has no such thing)."""
+
+    def number(field: str) -> int | None:
+        value = info.get(field)
+        return int(value) if value not in (None, "") else None
+
+    sessions = rate_budget = None
+    if number("sessions_total") is not None:
+        sessions = {"connected": number("sessions_connected"), "total": number("sessions_total")}
+    if number("budget_per_minute") is not None:
+        rate_budget = {
+            "available": number("budget_available"),
+            "per_minute": number("budget_per_minute"),
+            "waits": number("rate_limit_waits") or 0,
+        }
+    return {
+        "host": info.get("host"),
+        "pid": number("pid"),
+        "metrics_port": number("metrics_port") or None,
+        "draining": number("draining") or 0,
+        "health_checked": number("health_checked") or 0,
+        "sessions": sessions,
+        "rate_budget": rate_budget,
+        "reconnects": number("reconnects"),
+    }
 
 
 def _empty_copies() -> dict[str, dict[str, int]]:
@@ -155,6 +196,33 @@ async def failures(request: Request) -> JSONResponse:
     fields = ("signal_id", "channel_id", "subscriber_id", "broker", "status", "reason",
               "latency_ms", "created_at")  # fmt: skip
     return ok({"items": [{"trade_id": t["_id"], **{f: t.get(f) for f in fields}} for t in trades]})
+
+
+# --- the reaper ------------------------------------------------------------------------------
+
+REAPER_PAGE = (50, keys.REAPER_ACTIONS_KEPT)
+
+
+async def reaper(request: Request) -> JSONResponse:
+    """The reaper's recent actions, newest first: claims recovered from dead workers, orphaned
+    purchases reconciled, work expired, stalled work redriven."""
+    hub, _ = await _admin(request)
+    limit = query_limit(request, REAPER_PAGE)
+    raw: Any = await hub.redis.lrange(keys.REAPER_ACTIONS, 0, limit - 1)
+    items = []
+    for entry in raw:
+        action = json.loads(entry)
+        items.append(
+            {
+                "kind": action["kind"],
+                "signal_id": action["signal_id"],
+                "broker": action["broker"],
+                "subscribers": action["subscribers"],
+                "worker": action.get("worker"),
+                "at": iso(action["at_ms"]),
+            }
+        )
+    return ok({"items": items})
 
 
 # --- RQ's failed jobs ------------------------------------------------------------------------
@@ -357,6 +425,7 @@ async def audit_log(request: Request) -> JSONResponse:
 routes = [
     Route("/api/admin/overview", overview, methods=["GET"]),
     Route("/api/admin/failures", failures, methods=["GET"]),
+    Route("/api/admin/reaper", reaper, methods=["GET"]),
     Route("/api/admin/jobs/failed", failed_jobs, methods=["GET"]),
     Route("/api/admin/jobs/{job_id}/requeue", requeue_job, methods=["POST"]),
     Route("/api/admin/users", users, methods=["GET"]),
