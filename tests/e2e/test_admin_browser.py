@@ -1,5 +1,6 @@
 """The operators' console in a real browser against the real processes (issue 15, item 4): an
-admin made by the operator's command watches the pools, suspends a channel (its provider's next
+admin made by the operator's command watches the pools (a Deriv worker's sessions and rate budget
+among them) and the reaper's recent actions, suspends a channel (its provider's next
 signal is refused, in the provider's own browser) and a user (their open dashboard ends), restores
 both, and finds every action in the audit log; nobody else gets in; axe finds nothing serious.
 
@@ -10,6 +11,7 @@ two modules one after the other, never together).
 
 from __future__ import annotations
 
+import json
 import re
 import uuid
 from collections.abc import Iterator
@@ -17,8 +19,11 @@ from typing import Any
 
 import httpx
 import pytest
+import redis as sync_redis
 from playwright.sync_api import Browser, Locator, Page, expect
 
+from core import keys
+from core.clock import now_ms
 from infra.publish.build import ensure_built
 from tests.client import Api
 from tests.conftest import LOG_DIR
@@ -26,7 +31,7 @@ from tests.e2e.conftest import DESKTOP, DIST, FRONTEND, PHONE, Browsing, Hub, br
 from tests.e2e.helpers import login, paper_subscribers, provider_with_channel
 from tests.e2e.test_a11y_browser import serious
 from tests.e2e.test_provider_browser import pad_ready
-from tests.procs import System, running_system
+from tests.procs import System, redis_url, running_system
 from tests.test_admin import ADMIN_DB, create_admin
 
 pytestmark = pytest.mark.browser
@@ -35,6 +40,7 @@ ADMIN_EMAIL = "console@example.com"
 ADMIN_PASSWORD = "a-long-console-password"
 PAGES = {
     "Pools": "/admin",
+    "Reaper": "/admin/reaper",
     "Failures": "/admin/failures",
     "Users": "/admin/users",
     "Channels": "/admin/channels",
@@ -50,6 +56,20 @@ def ops_system() -> Iterator[System]:
         assert made.returncode == 0, made.stderr
         system.start_hub()
         system.start_pool("paper", workers=1)
+        system.start_deriv_sim()
+        system.start_pool("deriv", workers=1)
+        # what the reaper records when a worker dies holding claims (tests/test_observability.py
+        # makes it happen for real)
+        action = {
+            "kind": "recovered",
+            "signal_id": "6b0b8a0d5e9f0394",
+            "broker": "paper",
+            "subscribers": 4,
+            "worker": "dead0worker",
+            "at_ms": now_ms() - 90_000,
+        }
+        with sync_redis.Redis.from_url(redis_url(ADMIN_DB)) as r:
+            r.lpush(keys.REAPER_ACTIONS, json.dumps(action))
         yield system
 
 
@@ -93,11 +113,28 @@ def test_pools_show_each_broker_live(ops: Browsing) -> None:
     expect(paper.get_by_role("table", name="Paper copies by status")).to_contain_text("Last hour")
     expect(paper.get_by_role("table", name=re.compile(r"Paper workers"))).to_contain_text("ago")
     expect(paper.get_by_text("Latency p99")).to_be_visible()
+    deriv = page.get_by_role("region", name=re.compile(r"^Deriv"))
+    workers = deriv.get_by_role("table", name=re.compile(r"Deriv workers"))
+    expect(workers.get_by_role("columnheader", name="Sessions")).to_be_visible()
+    expect(workers).to_contain_text("2 of 2 connected")
+    expect(workers).to_contain_text(re.compile(r"\d+ of \d+ a minute left"))
     expect(page.get_by_text(re.compile(r"^Updated \d\d:\d\d:\d\d"))).to_be_visible()
     # the page refreshes itself: a later reading replaces the first
     updated = page.get_by_text(re.compile(r"^Updated "))
     first = updated.inner_text().split()[1]
     expect(updated).not_to_have_text(re.compile(rf"^Updated {first}"), timeout=12_000)
+    assert not console.unexpected()
+
+
+def test_the_reaper_s_recent_actions_are_listed_in_words(ops: Browsing) -> None:
+    page, console = ops.page()
+    admin_login(page)
+    section(page, "Reaper")
+    table = page.get_by_role("table", name="The reaper's recent actions, newest first")
+    row = table.get_by_role("row").filter(has_text="Recovered")
+    expect(row).to_contain_text("4 claims of a dead worker taken back")
+    expect(row).to_contain_text("Paper")
+    expect(shown(row.get_by_text(re.compile(r"^\d+ min ago$")))).to_be_visible()
     assert not console.unexpected()
 
 

@@ -20,6 +20,7 @@ import type {
   PublicChannel,
   PublicChannelPage,
   PublicSignal,
+  ReaperAction,
   Role,
   Session,
   Signal,
@@ -138,6 +139,7 @@ export const subscriberApi = {
 export const adminApi = {
   overview: () => client.get<AdminOverview>('/api/admin/overview'),
   failures: (limit = 100) => client.get<Items<AdminFailure>>('/api/admin/failures', { limit }),
+  reaper: (limit = 100) => client.get<Items<ReaperAction>>('/api/admin/reaper', { limit }),
   failedJobs: () => client.get<Items<FailedJob>>('/api/admin/jobs/failed'),
   requeue: (jobId: string) =>
     client.post<{ id: string; broker: string; status: 'requeued' }>(

@@ -358,9 +358,33 @@ export interface CopyCounts {
   failed: number
 }
 
+/** A broker's persistent sessions (Deriv), as a worker recorded them with its heartbeat. */
+export interface WorkerSessions {
+  connected: number
+  total: number
+}
+
+/** Purchases the worker's rate budgets allow right now, of their per-minute total. */
+export interface WorkerRateBudget {
+  available: number
+  per_minute: number
+  /** Waits for budget since the worker started: ours, or the broker's own RateLimit. */
+  waits: number
+}
+
 export interface PoolWorker {
   id: string
   last_heartbeat_ms_ago: number
+  host?: string | null
+  pid?: number | null
+  /** Where the worker serves its own /metrics; null when it serves none. */
+  metrics_port?: number | null
+  draining?: number
+  health_checked?: number
+  /** null for a broker without sessions (paper). */
+  sessions?: WorkerSessions | null
+  rate_budget?: WorkerRateBudget | null
+  reconnects?: number | null
 }
 
 export interface BrokerPool {
@@ -389,6 +413,19 @@ export interface AdminFailure {
   reason: string | null
   latency_ms: number | null
   created_at: string
+}
+
+export type ReaperKind = 'recovered' | 'reconciled' | 'expired' | 'redriven'
+
+/** One thing the reaper did to one signal's subscribers on one broker. */
+export interface ReaperAction {
+  kind: ReaperKind
+  signal_id: string
+  broker: string
+  subscribers: number
+  /** The dead worker whose claims were recovered. */
+  worker: string | null
+  at: string
 }
 
 export interface FailedJob {

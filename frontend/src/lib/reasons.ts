@@ -5,7 +5,8 @@
  * sentences. `audience` changes whose limit or pause it was: "your" for a subscriber looking at
  * its own trades, "the subscriber's" for a provider looking at its feed.
  */
-import type { Limits, Outcome, TradeStatus } from '@/api/types'
+import type { Limits, Outcome, PoolWorker, ReaperAction, ReaperKind, TradeStatus } from '@/api/types'
+import { number, plural } from '@/lib/format'
 
 export type Audience = 'subscriber' | 'provider'
 
@@ -254,4 +255,49 @@ export function poolWarning(pool: { broker: string; live_workers: number; pendin
   return waiting > 0
     ? `No live worker while ${waiting} ${waiting === 1 ? 'item waits' : 'items wait'}: ${start}.`
     : `No live worker: copies on ${brokerName(pool.broker)} would wait; ${start}.`
+}
+
+/** The reaper's kinds of action, in a word. */
+export const REAPER_WORDS: Record<ReaperKind, string> = {
+  recovered: 'Recovered',
+  reconciled: 'Reconciled',
+  expired: 'Expired',
+  redriven: 'Redriven',
+}
+
+/** What one action of the reaper did, in a sentence ("4 claims of a dead worker handed back"). */
+export function reaperText(action: Pick<ReaperAction, 'kind' | 'subscribers'>): string {
+  const n = action.subscribers
+  switch (action.kind) {
+    case 'recovered':
+      return `${plural(n, 'claim')} of a dead worker taken back`
+    case 'reconciled':
+      return `${plural(n, 'unanswered purchase')} looked up at the broker and recorded`
+    case 'expired':
+      return `${plural(n, 'copy', 'copies')} past the deadline ended as skipped (expired)`
+    case 'redriven':
+      return `${plural(n, 'waiting subscriber')} handed to a new drain job`
+    default:
+      return `${plural(n, 'subscriber')} (${String(action.kind)})`
+  }
+}
+
+/** A worker's broker sessions ("2 of 2 connected"); null for a broker without sessions. */
+export function sessionsText(worker: PoolWorker): string | null {
+  const s = worker.sessions
+  if (!s) return null
+  return `${number(s.connected)} of ${number(s.total)} connected`
+}
+
+/** Is a worker short of sessions (some not connected)? */
+export function sessionsShort(worker: PoolWorker): boolean {
+  return !!worker.sessions && worker.sessions.connected < worker.sessions.total
+}
+
+/** A worker's rate budget now ("301 of 324 a minute left · waited 3 times"); null without one. */
+export function budgetText(worker: PoolWorker): string | null {
+  const b = worker.rate_budget
+  if (!b) return null
+  const waits = b.waits ? ` · waited ${b.waits === 1 ? 'once' : `${number(b.waits)} times`}` : ''
+  return `${number(b.available)} of ${number(b.per_minute)} a minute left${waits}`
 }

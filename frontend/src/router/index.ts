@@ -105,6 +105,12 @@ export const routes: RouteRecordRaw[] = [
         meta: { title: 'Pools · Operations', roles: ADMINS },
       },
       {
+        path: 'reaper',
+        name: 'admin-reaper',
+        component: () => import('@/views/admin/ReaperView.vue'),
+        meta: { title: 'Reaper · Operations', roles: ADMINS },
+      },
+      {
         path: 'failures',
         name: 'admin-failures',
         component: () => import('@/views/admin/FailuresView.vue'),

@@ -2,7 +2,7 @@ import { createPinia, setActivePinia } from 'pinia'
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest'
 import { client } from '@/api/client'
 import type { AdminUser, AuditEntry } from '@/api/types'
-import { auditText, poolWarning } from '@/lib/reasons'
+import { auditText, budgetText, poolWarning, reaperText, sessionsShort, sessionsText } from '@/lib/reasons'
 import { json, scriptedFetch } from '@/test/http'
 import { useAdminStore } from './admin'
 
@@ -114,6 +114,22 @@ describe('admin store', () => {
     expect(admin.failedJobs.data.map((j) => j.id)).toEqual(['j2'])
   })
 
+  it('reads the reaper\'s recent actions, newest first as the hub sends them', async () => {
+    const actions = [
+      { kind: 'expired', signal_id: 's2', broker: 'paper', subscribers: 7, worker: null, at: '2026-11-29T10:00:01Z' },
+      { kind: 'recovered', signal_id: 's1', broker: 'deriv', subscribers: 4, worker: 'w-dead', at: '2026-11-29T10:00:00Z' },
+    ]
+    const http = scriptedFetch({ 'GET /api/admin/reaper': () => json(200, { items: actions }) })
+    vi.stubGlobal('fetch', http.fetch)
+    const admin = useAdminStore()
+    await admin.loadReaper()
+    expect(http.calls[0]!.path).toBe('/api/admin/reaper?limit=100')
+    expect(admin.reaper.data.map((a) => [a.kind, a.subscribers])).toEqual([['expired', 7], ['recovered', 4]])
+    expect(admin.reaper.loaded).toBe(true)
+    admin.reset()
+    expect(admin.reaper.data).toEqual([])
+  })
+
   it('keeps each list\'s error to itself and the last figures on a failed refresh', async () => {
     let up = true
     vi.stubGlobal('fetch', scriptedFetch({
@@ -154,5 +170,30 @@ describe('operator texts', () => {
       'No live worker while 5 items wait: start a worker_deriv process.',
     )
     expect(poolWarning({ broker: 'deriv', live_workers: 0, pending_work: 0, queued_jobs: 0 })).toMatch(/^No live worker: copies on Deriv would wait/)
+  })
+})
+
+describe('pool and reaper texts', () => {
+  const worker = { id: 'w1', last_heartbeat_ms_ago: 200 }
+
+  it('says a worker\'s sessions and rate budget, or nothing for a broker without them', () => {
+    const deriv = { ...worker, sessions: { connected: 1, total: 2 }, rate_budget: { available: 301, per_minute: 648, waits: 3 } }
+    expect(sessionsText(deriv)).toBe('1 of 2 connected')
+    expect(sessionsShort(deriv)).toBe(true)
+    expect(budgetText(deriv)).toBe('301 of 648 a minute left · waited 3 times')
+    expect(budgetText({ ...deriv, rate_budget: { available: 5, per_minute: 5, waits: 1 } })).toBe('5 of 5 a minute left · waited once')
+    expect(budgetText({ ...deriv, rate_budget: { available: 5, per_minute: 5, waits: 0 } })).toBe('5 of 5 a minute left')
+    const paper = { ...worker, sessions: null, rate_budget: null }
+    expect(sessionsText(paper)).toBeNull()
+    expect(sessionsShort(paper)).toBe(false)
+    expect(budgetText(paper)).toBeNull()
+    expect(sessionsText(worker)).toBeNull()
+  })
+
+  it('says each reaper action in a sentence', () => {
+    expect(reaperText({ kind: 'recovered', subscribers: 4 })).toBe('4 claims of a dead worker taken back')
+    expect(reaperText({ kind: 'reconciled', subscribers: 1 })).toBe('1 unanswered purchase looked up at the broker and recorded')
+    expect(reaperText({ kind: 'expired', subscribers: 2 })).toBe('2 copies past the deadline ended as skipped (expired)')
+    expect(reaperText({ kind: 'redriven', subscribers: 1200 })).toBe('1,200 waiting subscribers handed to a new drain job')
   })
 })

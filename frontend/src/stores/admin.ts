@@ -1,6 +1,6 @@
 /**
- * The operators' console: the pools' state, recent failures, RQ's failed jobs, users and channels
- * found by a search, and the audit log. Each list keeps its own loading and error state, so one
+ * The operators' console: the pools' state, the reaper's recent actions, recent failures, RQ's
+ * failed jobs, users and channels found by a search, and the audit log. Each list keeps its own loading and error state, so one
  * failing endpoint leaves the others usable. Actions (suspend, restore, requeue) put the hub's
  * answer in place and re-read the audit log, where each of them is recorded.
  */
@@ -14,6 +14,7 @@ import type {
   AdminUser,
   AuditEntry,
   FailedJob,
+  ReaperAction,
 } from '@/api/types'
 
 export interface Loadable<T> {
@@ -50,6 +51,7 @@ async function fill<T>(target: Loadable<T>, fetch: () => Promise<T>): Promise<vo
 export const useAdminStore = defineStore('admin', () => {
   const overview = ref(loadable<AdminOverview | null>(null))
   const failures = ref(loadable<AdminFailure[]>([]))
+  const reaper = ref(loadable<ReaperAction[]>([]))
   const failedJobs = ref(loadable<FailedJob[]>([]))
   const users = ref(loadable<AdminUser[]>([]))
   const channels = ref(loadable<AdminChannel[]>([]))
@@ -61,6 +63,7 @@ export const useAdminStore = defineStore('admin', () => {
 
   const loadOverview = () => fill(overview.value, adminApi.overview)
   const loadFailures = () => fill(failures.value, async () => (await adminApi.failures()).items)
+  const loadReaper = () => fill(reaper.value, async () => (await adminApi.reaper()).items)
   const loadFailedJobs = () => fill(failedJobs.value, async () => (await adminApi.failedJobs()).items)
   const loadAudit = () => fill(audit.value, async () => (await adminApi.audit()).items)
 
@@ -134,6 +137,7 @@ export const useAdminStore = defineStore('admin', () => {
   function reset(): void {
     overview.value = loadable<AdminOverview | null>(null)
     failures.value = loadable<AdminFailure[]>([])
+    reaper.value = loadable<ReaperAction[]>([])
     failedJobs.value = loadable<FailedJob[]>([])
     users.value = loadable<AdminUser[]>([])
     channels.value = loadable<AdminChannel[]>([])
@@ -145,6 +149,7 @@ export const useAdminStore = defineStore('admin', () => {
   return {
     overview,
     failures,
+    reaper,
     failedJobs,
     users,
     channels,
@@ -153,6 +158,7 @@ export const useAdminStore = defineStore('admin', () => {
     channelQuery,
     loadOverview,
     loadFailures,
+    loadReaper,
     loadFailedJobs,
     loadAudit,
     searchUsers,
