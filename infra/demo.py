@@ -223,6 +223,7 @@ def run_demo() -> None:
     env["PORT"] = str(settings.port)  # honcho would give the first process type 5000
     env["DERIV_SIM_ACCOUNTS"] = str(SIM_ACCOUNTS)
     env.setdefault("SIGNUP_RATE_LIMIT_PER_MIN", "1000")  # the seed signs up every demo user
+    env.setdefault("METRICS_HOST", "127.0.0.1")  # the workers' and reaper's /metrics: local only
     if not settings.mongodb_url:  # the embedded store, kept across demo runs
         env.setdefault("EMBEDDED_STORE_PATH", str(DEMO_STORE))
     procs = subprocess.Popen(

@@ -387,6 +387,9 @@ def test_reaper_runs_twice(docs: list[Doc]) -> None:
     assert reaper["spec"]["replicas"] == 2
     (container,) = containers(reaper)
     assert container["command"] == ["python", "-m", "broker_workers.reaper"]
+    # its own /metrics (ctc_reaper_actions_total), kept by the ctc-workers scrape job
+    assert {p["name"]: p["containerPort"] for p in container["ports"]} == {"metrics": 9100}
+    assert env_of(container)["METRICS_PORT"]["value"] == "9100"
 
 
 def test_scaledobjects_scale_their_pool_on_its_queue_and_work(docs: list[Doc]) -> None:
