@@ -57,6 +57,7 @@ def public_account(account: dict[str, Any], health: dict[str, Any] | None) -> di
 
 
 async def create_account(request: Request) -> JSONResponse:
+    """Connect a broker account (a subscriber); a token is checked with the broker first."""
     principal = await caller(request, "subscriber")
     data = await body(request, BrokerAccountIn)
     hub = hub_of(request)
@@ -103,6 +104,7 @@ def _to_check(account: dict[str, Any]) -> AccountToCheck:
 
 
 async def list_accounts(request: Request) -> JSONResponse:
+    """The caller's broker accounts with their balance and health, never credentials."""
     principal = await caller(request, "subscriber")
     hub = hub_of(request)
     accounts = (
@@ -157,6 +159,7 @@ async def delete_account(request: Request) -> Response:
 
 
 async def list_assets(request: Request) -> JSONResponse:
+    """The tradable assets, by broker."""
     hub = hub_of(request)
     return ok({name: sorted(caps["assets"]) for name, caps in sorted(hub.brokers.items())})
 

@@ -80,6 +80,7 @@ async def _refresh_token_of(request: Request) -> str | None:
 
 
 async def signup(request: Request) -> JSONResponse:
+    """Create an account (provider or subscriber) and start its session."""
     hub = hub_of(request)
     await _limit(request, "signup", client_ip(request), hub.settings.signup_rate_limit_per_min, 60)
     data = await body(request, SignupIn)
@@ -101,6 +102,7 @@ async def signup(request: Request) -> JSONResponse:
 
 
 async def login(request: Request) -> JSONResponse:
+    """Start a session with an email and a password."""
     data = await body(request, LoginIn)
     hub = hub_of(request)
     settings, ip, email = hub.settings, client_ip(request), data.email.lower()
@@ -163,6 +165,7 @@ async def logout(request: Request) -> Response:
 
 
 async def me(request: Request) -> JSONResponse:
+    """The caller's own account."""
     principal = await caller(request)
     user = await hub_of(request).store.users.find_one({"_id": principal.user_id})
     if user is None:

@@ -121,6 +121,7 @@ def _unknown_assets(hub: Hub, assets: list[str] | None) -> None:
 
 
 async def create_channel(request: Request) -> JSONResponse:
+    """Create a channel (a provider)."""
     principal = await caller(request, "provider")
     data = await body(request, ChannelIn)
     hub = hub_of(request)
@@ -155,12 +156,14 @@ async def list_channels(request: Request) -> JSONResponse:
 
 
 async def get_channel(request: Request) -> JSONResponse:
+    """One channel with its public stats (the full ones for its owner)."""
     hub = hub_of(request)
     channel = await load_channel(hub, request.path_params["channel_id"])
     return ok((await views(hub, [channel], await optional_caller(request)))[0])
 
 
 async def get_stats(request: Request) -> JSONResponse:
+    """A channel's stats: public figures for anyone, P/L and latency for its owner."""
     hub = hub_of(request)
     channel = await load_channel(hub, request.path_params["channel_id"])
     principal = await optional_caller(request)

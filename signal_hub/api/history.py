@@ -46,6 +46,7 @@ async def _readable_channel(hub: Hub, principal: Principal, channel_id: str) -> 
 
 
 async def list_signals(request: Request) -> JSONResponse:
+    """A channel's signals, newest first, with per-status counts (its owner and traders)."""
     principal = await caller(request)
     hub = hub_of(request)
     channel_id = request.query_params.get("channel_id")
@@ -63,6 +64,7 @@ async def list_signals(request: Request) -> JSONResponse:
 
 
 async def get_signal(request: Request) -> JSONResponse:
+    """One signal with its per-status counts (its channel's owner and traders)."""
     principal = await caller(request)
     hub = hub_of(request)
     signal = await hub.store.signals.find_one({"_id": request.path_params["signal_id"]})

@@ -147,6 +147,7 @@ def _check_stake(hub: Hub, broker: str, stake: FixedStake | PercentStake) -> Non
 
 
 async def subscribe(request: Request) -> JSONResponse:
+    """Copy a channel on one of the caller's broker accounts, with a stake and limits."""
     principal = await caller(request, "subscriber")
     data = await body(request, SubscribeIn)
     hub = hub_of(request)
@@ -227,6 +228,7 @@ async def update_subscription(request: Request) -> JSONResponse:
 
 
 async def delete_subscription(request: Request) -> Response:
+    """Stop copying a channel."""
     hub, _, sub = await _own_subscription(request)
     await hub.directory.remove_subscription(sub)
     await hub.store.subscriptions.delete_one({"_id": sub["_id"]})
@@ -234,6 +236,7 @@ async def delete_subscription(request: Request) -> Response:
 
 
 async def list_subscriptions(request: Request) -> JSONResponse:
+    """The caller's subscriptions, with the channel and the state of each."""
     principal = await caller(request, "subscriber")
     hub = hub_of(request)
     subs = (

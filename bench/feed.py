@@ -1,6 +1,6 @@
 """The provider's live feed under a 10,000-subscriber signal: the longest main-thread task.
 
-    .venv/bin/python -m tests.e2e.bench_feed [--subscribers 10000] [--workers 2] [--redis-db 13]
+    .venv/bin/python -m bench.feed [--subscribers 10000] [--workers 2] [--redis-db 13]
         [--paper-latency-ms 20] [--signals 2] [--json]
 
 Seeds N paper subscribers of one channel straight into the store (``bench/seed.py``), starts the
@@ -24,13 +24,16 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from playwright.sync_api import expect, sync_playwright
+from playwright.sync_api import ViewportSize, expect, sync_playwright
 
 from bench.seed import BENCH_PASSWORD, seed_store
+from infra.publish.build import ensure_built
 from signal_hub.settings import load_settings
 from tests.e2e.browser import launch
-from tests.e2e.conftest import DESKTOP, DIST, build_frontend
-from tests.procs import running_system
+from tests.procs import ROOT, running_system
+
+FRONTEND = ROOT / "frontend"
+DESKTOP: ViewportSize = {"width": 1440, "height": 900}
 
 OBSERVE = """() => {
   window.__ctc = { longtasks: [], maxGap: 0, last: performance.now(), running: true };
@@ -57,9 +60,9 @@ COLLECT = """() => { const s = window.__ctc; const tasks = s.longtasks.filter(t 
 
 
 def measure(n: int, workers: int, db: int, latency_ms: int, signals: int) -> dict[str, Any]:
-    build_frontend()
+    ensure_built(FRONTEND, FRONTEND / "dist")
     env = {
-        "FRONTEND_DIR": str(DIST),
+        "FRONTEND_DIR": str(FRONTEND / "dist"),
         "PAPER_LATENCY_MS": str(latency_ms),
         "ACCESS_TOKEN_TTL_S": "86400",
     }
