@@ -143,7 +143,7 @@ class WorkerRuntime:
         key = keys.worker_info(self.worker_id)
         while True:
             try:
-                async with self.redis.pipeline(transaction=False) as pipe:
+                async with self.redis.pipeline(transaction=True) as pipe:  # never half a hash
                     pipe.delete(key)
                     pipe.hset(key, mapping=self.status())  # type: ignore[arg-type]
                     pipe.pexpire(key, lease_ms)
