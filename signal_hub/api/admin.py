@@ -271,6 +271,7 @@ def _requeue(redis_url: str, brokers: list[str], job_id: str) -> str | None:
 
 
 async def failed_jobs(request: Request) -> JSONResponse:
+    """RQ's failed jobs of every broker pool."""
     hub, _ = await _admin(request)
     items = await anyio.to_thread.run_sync(
         _failed_jobs, hub.settings.redis_url, sorted(hub.brokers)
@@ -279,6 +280,7 @@ async def failed_jobs(request: Request) -> JSONResponse:
 
 
 async def requeue_job(request: Request) -> JSONResponse:
+    """Put a failed job back on its queue (recorded in the audit log)."""
     hub, actor = await _admin(request)
     job_id = request.path_params["job_id"]
     broker = await anyio.to_thread.run_sync(
@@ -315,6 +317,7 @@ def _admin_user(user: dict[str, Any]) -> dict[str, Any]:
 
 
 async def users(request: Request) -> JSONResponse:
+    """Users found by email or name, newest first."""
     hub, _ = await _admin(request)
     found = (
         await hub.store.users.find(_search(request, "email", "display_name"))
@@ -352,6 +355,7 @@ async def suspend_user(request: Request) -> JSONResponse:
 
 
 async def unsuspend_user(request: Request) -> JSONResponse:
+    """Lift a user's suspension (recorded in the audit log)."""
     hub, actor = await _admin(request)
     user = await _user(hub, request.path_params["user_id"])
     updated = await hub.store.users.find_one_and_update(
@@ -374,6 +378,7 @@ def _admin_channel(channel: dict[str, Any]) -> dict[str, Any]:
 
 
 async def channels(request: Request) -> JSONResponse:
+    """Channels found by name or id, newest first."""
     hub, _ = await _admin(request)
     found = (
         await hub.store.channels.find(_search(request, "name", "_id"))
@@ -410,6 +415,7 @@ async def suspend_channel(request: Request) -> JSONResponse:
 
 
 async def unsuspend_channel(request: Request) -> JSONResponse:
+    """Lift a channel's suspension (recorded in the audit log)."""
     return await _set_channel_suspension(request, suspend=False)
 
 

@@ -13,10 +13,12 @@ from signal_hub.metrics import CONTENT_TYPE, exposition
 
 
 async def healthz(request: Request) -> JSONResponse:
+    """Liveness: the process answers."""
     return JSONResponse({"status": "ok"})
 
 
 async def readyz(request: Request) -> JSONResponse:
+    """Readiness: Redis and the store answer."""
     hub = hub_of(request)
     checks: dict[str, str] = {}
     try:
