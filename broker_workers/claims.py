@@ -19,23 +19,23 @@ from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
 
-from redis.asyncio import Redis
-
 from broker_workers.adapters.base import Fill, Order
 from broker_workers.process import Refusal, max_trades_per_day
 from core import keys, scripts
 from core.clock import now_ms
 from core.records import SignalInfo, execution_record
-from core.scripts import Claimed, GateItem, Terminal, Verdict
+from core.scripts import Claimed, GateItem, Target, Terminal, Verdict
+from core.shards import Shard
 
 
 class ClaimBook:
     """The claim scripts, bound to one worker of one broker."""
 
     def __init__(
-        self, redis: Redis, worker_id: str, broker: str, *, remember_contracts: bool = True
+        self, redis: Target, worker_id: str, broker: str, *, remember_contracts: bool = True
     ) -> None:
-        """``remember_contracts``: keep each account's recorded contracts (see
+        """``redis``: a Redis, or the hot-path shard (:mod:`core.shards`) the book claims on.
+        ``remember_contracts``: keep each account's recorded contracts (see
         ``core/lua/finish.lua``), which only a broker whose purchases are found by their
         details needs."""
         self.redis = redis
@@ -138,7 +138,9 @@ class ClaimBook:
         return Terminal(claim.subscription_id, record, due_ms, settle_member, recorded)
 
 
-async def recorded_contracts(redis: Redis, account_id: str) -> frozenset[str]:
-    """Contract ids already recorded for trades of ``account_id`` (see ``core/lua/finish.lua``)."""
-    members: Any = await redis.smembers(keys.recorded_contracts(account_id))
+async def recorded_contracts(redis: Target, account_id: str) -> frozenset[str]:
+    """Contract ids already recorded for trades of ``account_id`` (see ``core/lua/finish.lua``),
+    on the account's shard."""
+    shard = redis if isinstance(redis, Shard) else Shard(redis)
+    members: Any = await shard.redis.smembers(shard.key(keys.recorded_contracts(account_id)))
     return frozenset(str(m) for m in members)

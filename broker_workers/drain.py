@@ -52,6 +52,7 @@ from core.clock import now_ms, utc_day
 from core.dispatch import Dispatcher
 from core.records import SignalInfo
 from core.scripts import Claimed, Terminal
+from core.shards import Shard
 
 T = TypeVar("T")
 
@@ -60,37 +61,46 @@ T = TypeVar("T")
 RECONCILE_WAITS_S = (0.1, 0.2, 0.4, 0.8, 1.0)
 
 
-def drain_job(signal_id: str, broker: str) -> int:
+def drain_job(signal_id: str, broker: str, shard: int | None = None) -> int:
     """RQ entry point. Runs on the worker's runtime loop; returns how many records it wrote.
-    A stopping worker hands what is left of the signal to the next drain job."""
+    A stopping worker hands what is left of the signal to the next drain job. ``shard``: the
+    hot-path shard whose part of the signal it drains (``None``: unsharded)."""
     runtime = current()
     if runtime is None:  # a plain ``rq worker`` without BrokerWorker: make the runtime now
         runtime = WorkerRuntime(get_settings(), broker, f"adhoc-{broker}-{time.time_ns()}")
         runtime.start()
         set_current(runtime)
-    written = runtime.run(drain(runtime, signal_id))
-    left = runtime.run(_work_left(runtime, signal_id)) if runtime.stopping else 0
+    written = runtime.run(drain(runtime, signal_id, shard or 0))
+    left = runtime.run(_work_left(runtime, signal_id, shard or 0)) if runtime.stopping else 0
     if left:
         dispatcher = Dispatcher(runtime.settings.redis_url, runtime.settings.drain_batch_size)
         try:
-            dispatcher.dispatch_sync(signal_id, {broker: left}, "handover", at_front=True)
+            dispatcher.dispatch_sync(
+                signal_id, {broker: left}, "handover", at_front=True, shard=shard
+            )
         finally:
             dispatcher.close()
         logger.info("stopping: handed the rest of {} on {} over", signal_id, broker)
     return written
 
 
-async def _work_left(rt: WorkerRuntime, signal_id: str) -> int:
-    return int(await rt.redis.scard(keys.work(signal_id, rt.broker)))
+async def _work_left(rt: WorkerRuntime, signal_id: str, shard: int = 0) -> int:
+    with rt.on_shard(shard) as book:
+        on = _on(book.redis)
+        return int(await on.redis.scard(on.key(keys.work(signal_id, rt.broker))))
 
 
-async def drain(rt: WorkerRuntime, signal_id: str) -> int:
+def _on(target: scripts.Target) -> Shard:
+    return target if isinstance(target, Shard) else Shard(target)
+
+
+async def drain(rt: WorkerRuntime, signal_id: str, shard: int = 0) -> int:
     """Run the lanes until the work set is empty, then release what is left; repeat while
     releasing handed subscribers back (a claim whose answer was lost). Every line logged on the
-    way carries the signal's id."""
+    way carries the signal's id. ``shard``: the hot-path shard whose part it drains."""
     rt.draining += 1
     try:
-        with logger.contextualize(signal_id=signal_id):
+        with logger.contextualize(signal_id=signal_id), rt.on_shard(shard):
             written = await _drain(rt, signal_id)
             logger.info("drained {} subscribers of {} on {}", written, signal_id, rt.broker)
             return written
@@ -99,7 +109,8 @@ async def drain(rt: WorkerRuntime, signal_id: str) -> int:
 
 
 async def _drain(rt: WorkerRuntime, signal_id: str) -> int:
-    channel_id = await rt.redis.hget(keys.signal(signal_id), "channel_id")
+    on = _on(rt.claims.redis)
+    channel_id = await on.redis.hget(on.key(keys.signal(signal_id)), "channel_id")
     if channel_id is None:  # gone (its keys expired): nothing to drain
         return 0
     written = 0
@@ -115,7 +126,7 @@ async def _drain(rt: WorkerRuntime, signal_id: str) -> int:
                 written += result
         redrive = await _with_retries(
             lambda: scripts.release(
-                rt.redis,
+                rt.claims.redis,
                 worker_id=rt.worker_id,
                 only_if_dead=False,
                 send_margin_ms=rt.settings.send_margin_ms,
@@ -269,7 +280,7 @@ async def _buy(rt: WorkerRuntime, orders: list[Order]) -> list[Fill | None]:
 async def _reconcile(rt: WorkerRuntime, order: Order) -> Fill | None:
     """Found: its purchase; never bought: failed; the broker cannot say, even after a few
     tries (:data:`RECONCILE_WAITS_S`): ``None``, and the reaper asks after the deadline."""
-    recorded = await recorded_contracts(rt.redis, order.account.account_id)
+    recorded = await recorded_contracts(rt.claims.redis, order.account.account_id)
     for wait_s in (*RECONCILE_WAITS_S, None):
         try:
             found = await rt.adapter.find_purchase(replace(order, recorded_contract_ids=recorded))

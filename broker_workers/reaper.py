@@ -14,7 +14,9 @@ waits for the job timeout; a purchase cannot wait that long, so every ``REAPER_I
 4. **Redrive.** A work set that stopped shrinking before its deadline (the hub died before
    enqueueing its drain jobs, a worker died holding the only one) gets a new drain job.
 
-Every step is one atomic script or safe to repeat, so several reapers may run.
+Every step is one atomic script or safe to repeat, so several reapers may run. With several
+hot-path shards (:mod:`core.shards`) every step runs on every shard, and a dead worker leaves the
+registry once its claims on every shard are released.
 
 Each action is counted (``ctc_reaper_actions_total`` by kind, in subscribers, on the reaper's own
 ``/metrics``) and recorded in a capped list the admin console reads (``keys.REAPER_ACTIONS``: kind,
@@ -47,6 +49,7 @@ from core.dispatch import Dispatcher
 from core.logs import configure_logging
 from core.records import SignalInfo
 from core.scripts import Claimed, Terminal
+from core.shards import Shard, open_shards
 
 EXPIRE_PER_PASS = 50
 ORPHAN_LEASE_MS = 10_000
@@ -69,7 +72,9 @@ class Reaper:
             )
             for b in settings.brokers
         }
-        self._sizes: dict[str, tuple[int, int]] = {}  # active member -> (work size, since ms)
+        self.shards = open_shards(settings, self.redis)
+        # (shard, active member) -> (work size, since ms)
+        self._sizes: dict[tuple[int, str], tuple[int, int]] = {}
 
     async def run(self) -> None:
         logger.info("reaper running every {} ms", self.settings.reaper_interval_ms)
@@ -85,9 +90,14 @@ class Reaper:
     async def run_once(self) -> None:
         for broker in self.settings.brokers:
             await self.adopt(broker)
-        await self.reconcile()
-        await self.expire()
+        for shard in self.shards:
+            await self.reconcile(shard)
+            await self.expire(shard)
         await self.redrive()
+
+    def _job_shard(self, shard: Shard) -> int | None:
+        """The shard a drain job names (none, unsharded)."""
+        return shard.index if self.shards.sharded else None
 
     async def _acted(
         self,
@@ -113,63 +123,81 @@ class Reaper:
         for worker_id in workers:
             if await self.redis.exists(keys.worker_heartbeat(worker_id)):
                 continue
-            held: Any = await self.redis.smembers(keys.claims(worker_id))
-            redrive = await scripts.release(
-                self.redis,
-                worker_id=worker_id,
-                only_if_dead=True,
-                send_margin_ms=self.settings.send_margin_ms,
-                reconcile_after_ms=self.settings.reconcile_after_ms,
-            )
-            await self.redis.srem(keys.workers(broker), worker_id)
-            logger.warning("worker {} is gone; its {} claims are released", worker_id, len(held))
-            by_signal = Counter(tuple(str(m).split("|", 2)[:2]) for m in held)
-            for (signal_id, work_broker), count in by_signal.items():
-                with logger.contextualize(signal_id=signal_id, broker=work_broker):
-                    logger.warning("recovered {} claims of worker {}", count, worker_id)
-                await self._acted("recovered", signal_id, work_broker, count, worker_id)
-            for signal_id, work_broker in redrive:
-                await self.dispatcher.dispatch(signal_id, {work_broker: 1}, "redrive")
+            left = 0
+            for shard in self.shards:
+                left += await self._adopt_on(shard, broker, worker_id)
+            if not left:  # else a shard's heartbeat still lived: the next pass
+                await self.redis.srem(keys.workers(broker), worker_id)
 
-    async def reconcile(self) -> None:
+    async def _adopt_on(self, shard: Shard, broker: str, worker_id: str) -> int:
+        """Release a dead worker's claims on ``shard``; how many it still holds there."""
+        claims = shard.key(keys.claims(worker_id))
+        held: Any = await shard.redis.smembers(claims)
+        if not held and shard.index > 0:
+            return 0
+        redrive = await scripts.release(
+            shard,
+            worker_id=worker_id,
+            only_if_dead=True,
+            send_margin_ms=self.settings.send_margin_ms,
+            reconcile_after_ms=self.settings.reconcile_after_ms,
+        )
+        logger.warning("worker {} is gone; its {} claims are released", worker_id, len(held))
+        by_signal = Counter(tuple(str(m).split("|", 2)[:2]) for m in held)
+        for (signal_id, work_broker), count in by_signal.items():
+            with logger.contextualize(signal_id=signal_id, broker=work_broker):
+                logger.warning("recovered {} claims of worker {}", count, worker_id)
+            await self._acted("recovered", signal_id, work_broker, count, worker_id)
+        for signal_id, work_broker in redrive:
+            await self.dispatcher.dispatch(
+                signal_id, {work_broker: 1}, "redrive", shard=self._job_shard(shard)
+            )
+        return int(await shard.redis.scard(claims))
+
+    async def reconcile(self, shard: Shard | None = None) -> None:
+        shard = shard or self.shards.home
         due = await scripts.take_due(
-            self.redis, schedule=keys.ORPHANS, limit=ORPHANS_PER_PASS, lease_ms=ORPHAN_LEASE_MS
+            shard, schedule=keys.ORPHANS, limit=ORPHANS_PER_PASS, lease_ms=ORPHAN_LEASE_MS
         )
         if due:
-            done = await asyncio.gather(*(self._reconcile_one(member) for member in due))
+            done = await asyncio.gather(*(self._reconcile_one(shard, member) for member in due))
             by_signal = Counter(
                 tuple(m.split("|", 2)[:2]) for m, n in zip(due, done, strict=True) if n
             )
             for (signal_id, broker), count in by_signal.items():
                 await self._acted("reconciled", signal_id, broker, count)
 
-    async def _reconcile_one(self, member: str) -> int:
+    async def _reconcile_one(self, shard: Shard, member: str) -> int:
         """Reconcile one orphan; 1 if that wrote its record."""
         signal_id, broker, sub_id = member.split("|", 2)
         trade_id = keys.trade_id(signal_id, sub_id)
         with logger.contextualize(signal_id=signal_id, broker=broker, trade_id=trade_id):
             try:
-                terminal = await self._orphan_terminal(signal_id, broker, sub_id)
+                terminal = await self._orphan_terminal(shard, signal_id, broker, sub_id)
             except BrokerError as exc:
                 logger.warning("orphan {}: broker cannot answer ({}); later", member, exc.reason)
                 return 0
             written = 0
             if terminal is not None:
-                book = ClaimBook(self.redis, self.name, broker)
+                book = ClaimBook(shard, self.name, broker)
                 written = await book.finish(signal_id, [terminal])
-            await self.redis.zrem(keys.ORPHANS, member)
+            await shard.redis.zrem(shard.key(keys.ORPHANS), member)
             return written
 
-    async def _orphan_terminal(self, signal_id: str, broker: str, sub_id: str) -> Terminal | None:
+    async def _orphan_terminal(
+        self, shard: Shard, signal_id: str, broker: str, sub_id: str
+    ) -> Terminal | None:
         """What the broker says of an orphan; ``None`` if it needs no record (already done)."""
-        state: Any = await self.redis.hget(keys.state(signal_id), sub_id)
-        fields: Any = await self.redis.hgetall(keys.signal(signal_id))
+        state: Any = await shard.redis.hget(shard.key(keys.state(signal_id)), sub_id)
+        fields: Any = await shard.redis.hgetall(shard.key(keys.signal(signal_id)))
         if state is None or not state.startswith("s|") or not fields:
             return None
         signal = SignalInfo.from_hash(signal_id, fields)
-        raw_sub: Any = await self.redis.hget(keys.subscriptions(signal.channel_id), sub_id)
+        raw_sub: Any = await shard.redis.hget(
+            shard.key(keys.subscriptions(signal.channel_id)), sub_id
+        )
         sub = orjson.loads(raw_sub) if raw_sub else None
-        book = ClaimBook(self.redis, self.name, broker)
+        book = ClaimBook(shard, self.name, broker)
         claim = Claimed(sub_id, sub, None)
         day = utc_day(signal.created_ms)
         account = await self._accounts[broker].get(sub["account_id"]) if sub else None
@@ -178,7 +206,7 @@ class Reaper:
             return book.unbought(signal, claim, day)
         order = replace(
             order_for(signal, claim, account, Decimal(state.rsplit("|", 1)[1])),
-            recorded_contract_ids=await recorded_contracts(self.redis, account.account_id),
+            recorded_contract_ids=await recorded_contracts(shard, account.account_id),
         )
         fill = await (await self._adapter(broker)).find_purchase(order)
         if fill is None:
@@ -194,14 +222,15 @@ class Reaper:
             self._adapters[broker] = adapter
         return self._adapters[broker]
 
-    async def expire(self) -> None:
+    async def expire(self, shard: Shard | None = None) -> None:
         """End the work whose deadline passed ``skipped``/``expired``."""
-        due: Any = await self.redis.zrangebyscore(
-            keys.ACTIVE, "-inf", now_ms(), start=0, num=EXPIRE_PER_PASS
+        shard = shard or self.shards.home
+        due: Any = await shard.redis.zrangebyscore(
+            shard.key(keys.ACTIVE), "-inf", now_ms(), start=0, num=EXPIRE_PER_PASS
         )
         for member in due:
             signal_id, broker = str(member).split("|", 1)
-            ended = await scripts.expire_work(self.redis, signal_id=signal_id, broker=broker)
+            ended = await scripts.expire_work(shard, signal_id=signal_id, broker=broker)
             if ended:
                 with logger.contextualize(signal_id=signal_id, broker=broker):
                     logger.warning("{} subscribers ended expired: deadline passed unsent", ended)
@@ -210,29 +239,33 @@ class Reaper:
     async def redrive(self) -> None:
         """A new drain job for each work set that has not shrunk for ``REDRIVE_STALL_MS``."""
         now = now_ms()
-        active: Any = await self.redis.zrangebyscore(keys.ACTIVE, now, "+inf")
-        sizes: dict[str, tuple[int, int]] = {}
-        for member in active:
-            signal_id, broker = member.split("|", 1)
-            size: int = await self.redis.scard(keys.work(signal_id, broker))
-            if size == 0:
-                continue
-            previous, since = self._sizes.get(member, (-1, now))
-            if previous != size:
-                since = now
-            elif now - since >= self.settings.redrive_stall_ms:
-                with logger.contextualize(signal_id=signal_id, broker=broker):
-                    logger.warning("work of {} stalled at {}: redriving", signal_id, size)
-                await self.dispatcher.dispatch(signal_id, {broker: size}, "redrive")
-                await self._acted("redriven", signal_id, broker, size)
-                since = now
-            sizes[member] = (size, since)
+        sizes: dict[tuple[int, str], tuple[int, int]] = {}
+        for shard in self.shards:
+            active: Any = await shard.redis.zrangebyscore(shard.key(keys.ACTIVE), now, "+inf")
+            for member in active:
+                signal_id, broker = member.split("|", 1)
+                size: int = await shard.redis.scard(shard.key(keys.work(signal_id, broker)))
+                if size == 0:
+                    continue
+                previous, since = self._sizes.get((shard.index, member), (-1, now))
+                if previous != size:
+                    since = now
+                elif now - since >= self.settings.redrive_stall_ms:
+                    with logger.contextualize(signal_id=signal_id, broker=broker):
+                        logger.warning("work of {} stalled at {}: redriving", signal_id, size)
+                    await self.dispatcher.dispatch(
+                        signal_id, {broker: size}, "redrive", shard=self._job_shard(shard)
+                    )
+                    await self._acted("redriven", signal_id, broker, size)
+                    since = now
+                sizes[(shard.index, member)] = (size, since)
         self._sizes = sizes
 
     async def close(self) -> None:
         for adapter in self._adapters.values():
             await adapter.close()
         self.dispatcher.close()
+        await self.shards.aclose()
         await self.redis.aclose()
 
 

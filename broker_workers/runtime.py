@@ -5,6 +5,10 @@ job hands its coroutine to this runtime's event loop, which runs in a thread of 
 life of the process. So broker sessions opened at start-up stay connected and authorized between
 signals, and the heartbeat keeps beating while a job runs. Settlement runs on the same loop
 (:class:`~broker_workers.settlement.Settler`): the workers hold the broker sessions.
+
+With several hot-path shards (:mod:`core.shards`) a worker serves them all: it beats on each (the
+send gate and the reaper read the heartbeat beside the claims), settles each one's contracts, and
+a drain job works with the claim book of the shard it names (:meth:`WorkerRuntime.on_shard`).
 """
 
 from __future__ import annotations
@@ -13,8 +17,10 @@ import asyncio
 import os
 import socket
 import threading
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Iterator
 from concurrent.futures import Future
+from contextlib import contextmanager
+from contextvars import ContextVar
 from decimal import Decimal
 from typing import Any, TypeVar
 
@@ -33,8 +39,12 @@ from core import keys
 from core.brokers import Capabilities, broker
 from core.clock import now_ms
 from core.connections import redis_client
+from core.shards import Shards, open_shards
 
 T = TypeVar("T")
+
+# The shard the drain running in this task works on (its lanes inherit it).
+_shard_index: ContextVar[int] = ContextVar("shard_index", default=0)
 
 
 class WorkerRuntime:
@@ -57,7 +67,8 @@ class WorkerRuntime:
         self.redis: Redis
         self.adapter: BrokerAdapter
         self.accounts: AccountBook
-        self.claims: ClaimBook
+        self.shards: Shards
+        self._books: list[ClaimBook] = []
         self.faults: KillPoints
 
     def _run_loop(self) -> None:
@@ -82,12 +93,16 @@ class WorkerRuntime:
             self.settings.broker_credentials_key,
             self.capabilities["currency"],
         )
-        self.claims = ClaimBook(
-            self.redis,
-            self.worker_id,
-            self.broker,
-            remember_contracts=self.capabilities["finds_purchases_by_details"],
-        )
+        self.shards = open_shards(self.settings, self.redis)
+        self._books = [
+            ClaimBook(
+                shard if self.shards.sharded else self.redis,
+                self.worker_id,
+                self.broker,
+                remember_contracts=self.capabilities["finds_purchases_by_details"],
+            )
+            for shard in self.shards
+        ]
         self.faults = KillPoints(self.redis, self.settings.fault_injection)
         await self._beat()
         await self.redis.sadd(keys.workers(self.broker), self.worker_id)
@@ -95,15 +110,34 @@ class WorkerRuntime:
         adapter = resolve_adapter(self.broker)(self.settings)  # type: ignore[call-arg]
         self.adapter = Metered(adapter, self.broker)
         await self.adapter.open(await self.accounts.known())
-        settler = Settler(self.redis, self.broker, self.adapter, self.accounts)
         self._tasks.append(asyncio.create_task(self._heartbeat()))
         self._tasks.append(asyncio.create_task(self._report()))
-        self._tasks.append(asyncio.create_task(settler.run()))
+        for book in self._books:
+            settler = Settler(book.redis, self.broker, self.adapter, self.accounts)
+            self._tasks.append(asyncio.create_task(settler.run()))
         logger.info("worker {} ready for broker {}", self.worker_id, self.broker)
 
     async def _beat(self) -> None:
         lease_ms = int(self.settings.claim_lease_s * 1000)
         await self.redis.set(keys.worker_heartbeat(self.worker_id), "1", px=lease_ms)
+        if self.shards.sharded:  # beside this worker's claims on each shard
+            for shard in self.shards:
+                heartbeat = shard.key(keys.worker_heartbeat(self.worker_id))
+                await shard.redis.set(heartbeat, "1", px=lease_ms)
+
+    @property
+    def claims(self) -> ClaimBook:
+        """The claim book of the shard the current drain works on (shard 0 outside one)."""
+        return self._books[_shard_index.get()]
+
+    @contextmanager
+    def on_shard(self, index: int) -> Iterator[ClaimBook]:
+        """Within: :attr:`claims` is shard ``index``'s (for this task and those it starts)."""
+        token = _shard_index.set(index)
+        try:
+            yield self._books[index]
+        finally:
+            _shard_index.reset(token)
 
     async def _heartbeat(self) -> None:
         while True:
@@ -171,6 +205,10 @@ class WorkerRuntime:
         await self.redis.delete(
             keys.worker_heartbeat(self.worker_id), keys.worker_info(self.worker_id)
         )
+        if self.shards.sharded:
+            for shard in self.shards:
+                await shard.redis.delete(shard.key(keys.worker_heartbeat(self.worker_id)))
+        await self.shards.aclose()
         await self.redis.aclose()
 
     def stop(self) -> None:

@@ -25,6 +25,7 @@ from broker_workers.adapters.base import BrokerAdapter, BrokerError, Outcome
 from core import keys, scripts
 from core.clock import now_ms, utc_day
 from core.records import SettlementFailure, SettlementRecord
+from core.shards import Shard
 
 POLL_S = 0.25
 TAKE_LIMIT = 200
@@ -38,13 +39,13 @@ class Settler:
 
     def __init__(
         self,
-        redis: Redis,
+        redis: Redis | Shard,
         broker: str,
         adapter: BrokerAdapter,
         accounts: AccountBook,
         give_up_after_ms: int = GIVE_UP_AFTER_MS,
     ) -> None:
-        self.redis = redis
+        self.shard = redis if isinstance(redis, Shard) else Shard(redis)  # its settle queue's
         self.broker = broker
         self.adapter = adapter
         self.accounts = accounts
@@ -55,7 +56,7 @@ class Settler:
         while True:
             try:
                 due = await scripts.take_due(
-                    self.redis, schedule=self.queue, limit=TAKE_LIMIT, lease_ms=LEASE_MS
+                    self.shard, schedule=self.queue, limit=TAKE_LIMIT, lease_ms=LEASE_MS
                 )
                 if due:
                     await asyncio.gather(*(self.settle(member) for member in due))
@@ -105,7 +106,7 @@ class Settler:
             logger.error("trade {}: giving up on its settlement ({})", item["trade_id"], reason)
             await self._record_failure(member, item, reason)
         elif retry_at_ms is not None:
-            await self.redis.zadd(self.queue, {member: retry_at_ms})
+            await self.shard.redis.zadd(self.shard.key(self.queue), {member: retry_at_ms})
 
     async def _record(self, member: str, item: dict[str, Any], outcome: Outcome) -> None:
         record = SettlementRecord(
@@ -145,7 +146,7 @@ class Settler:
         at_ms: int,
     ) -> None:
         await scripts.record_settlement(
-            self.redis,
+            self.shard,
             broker=self.broker,
             member=member,
             signal_id=item["signal_id"],

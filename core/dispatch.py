@@ -2,11 +2,14 @@
 
 Used by the hub after an expansion (and a scheduled signal's firing), by the reaper to redrive
 stalled work and by a stopping worker to hand the rest of a signal over. The job is named by its
-dotted path, so this module does not import the workers' code.
+dotted path, so this module does not import the workers' code. With several hot-path shards
+(:mod:`core.shards`) a job drains one shard's part of a signal: its shard is its third argument
+(absent: the unsharded shard).
 """
 
 from __future__ import annotations
 
+import functools
 import math
 import time
 from dataclasses import dataclass
@@ -47,32 +50,47 @@ class Dispatcher:
         return int(Worker.count(connection=self._redis, queue=self._queue(broker)))
 
     def dispatch_sync(
-        self, signal_id: str, by_broker: dict[str, int], why: str = "drain", at_front: bool = False
+        self,
+        signal_id: str,
+        by_broker: dict[str, int],
+        why: str = "drain",
+        at_front: bool = False,
+        shard: int | None = None,
     ) -> None:
         """As many jobs per broker as its batches of work, at most one per live worker.
         ``why`` names the jobs (drain, redrive, handover); ``at_front`` puts them ahead of other
-        signals' jobs (work that is already late)."""
+        signals' jobs (work that is already late); ``shard``: the shard whose part they drain."""
         stamp = time.time_ns()
+        args: tuple[object, ...] = () if shard is None else (shard,)
+        on = "" if shard is None else f" shard {shard}"
         for broker, n in by_broker.items():
             jobs = max(1, min(math.ceil(n / self.batch_size), self._workers(broker)))
             self._queue(broker).enqueue_many(
                 [
                     Queue.prepare_data(
                         DRAIN_JOB,
-                        args=(signal_id, broker),
-                        job_id=f"{why}-{signal_id}-{broker}-{stamp}-{i}",
+                        args=(signal_id, broker, *args),
+                        job_id=f"{why}-{signal_id}-{broker}{on.replace(' ', '-')}-{stamp}-{i}",
                         result_ttl=0,
                         failure_ttl=FAILED_JOB_TTL_S,
                         timeout=JOB_TIMEOUT_S,
                         at_front=at_front,
-                        description=f"{why} {signal_id} on {broker}",
+                        description=f"{why} {signal_id} on {broker}{on}",
                     )
                     for i in range(jobs)
                 ]
             )
 
-    async def dispatch(self, signal_id: str, by_broker: dict[str, int], why: str = "drain") -> None:
-        await anyio.to_thread.run_sync(self.dispatch_sync, signal_id, by_broker, why)
+    async def dispatch(
+        self,
+        signal_id: str,
+        by_broker: dict[str, int],
+        why: str = "drain",
+        shard: int | None = None,
+    ) -> None:
+        await anyio.to_thread.run_sync(
+            functools.partial(self.dispatch_sync, signal_id, by_broker, why, shard=shard)
+        )
 
     def close(self) -> None:
         self._redis.close()

@@ -7,6 +7,12 @@ the keys of one worker its id (``{W}``); every script is given each key it touch
 never builds a key name itself. Which scripts still span several tags is said in
 :mod:`core.scripts`.
 
+Sharded (``REDIS_SHARDS`` or ``REDIS_CLUSTER``, :mod:`core.shards`), every key of the hot path is
+on one shard and carries that shard's tag first (:func:`on_shard`): ``ctc:{s1}:work:{S}:b``.
+Redis hashes a key by its first braces, so all of a shard's keys share one slot and every script
+run on a shard touches one slot. Unsharded (the default) the tag is empty and the keys are the
+ones below.
+
 Directory (kept in step with the store by the hub, rebuilt from it at start-up):
   ``chan:{C}``                JSON: who may send, delay budget, allowed assets
   ``dir:{C}:<broker>``        SET of subscription ids of a channel on one broker
@@ -73,6 +79,13 @@ DAILY_TTL_S = 2 * DAY_S  # a day's risk counters, kept past midnight for late se
 SETTLED_TTL_S = 2 * DAY_S  # the guard that records a settlement once
 RECORDED_TTL_S = DAY_S  # contracts recorded for an account (reconciliation by details)
 SOCKETS_TTL_S = DAY_S  # a dead hub's socket entries
+
+
+def on_shard(tag: str, key: str) -> str:
+    """``key`` on the shard whose hash tag is ``tag`` (unchanged for the unsharded ``""``)."""
+    if not tag:
+        return key
+    return f"{PREFIX}{{{tag}}}:{key.removeprefix(PREFIX)}"
 
 
 # -- the directory, by channel -------------------------------------------------------------------

@@ -20,9 +20,10 @@ signals with its directory and a worker's claims with the signals it drains.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
@@ -32,6 +33,9 @@ from redis.exceptions import NoScriptError
 
 from core import keys
 from core.records import SignalInfo
+from core.shards import Shard, Shards
+
+Target = Redis | Shard  # a script runs on a plain Redis (unsharded) or on one shard
 
 LUA_DIR = Path(__file__).resolve().parent / "lua"
 USES = "-- uses:"
@@ -52,12 +56,19 @@ class Script:
         self.sha = hashlib.sha1(self.source.encode()).hexdigest()  # noqa: S324 - Redis' own id
         Script.loaded.append(self)
 
-    async def __call__(self, redis: Redis, keys: Sequence[str], args: Iterable[Any] = ()) -> Any:
+    async def __call__(self, target: Target, keys: Sequence[str], args: Iterable[Any] = ()) -> Any:
+        """Run on ``target``; on a shard, each key is that shard's (:func:`core.keys.on_shard`)."""
+        redis = _shard(target).redis
+        keys = [_shard(target).key(k) for k in keys]
         try:
             return await redis.evalsha(self.sha, len(keys), *keys, *args)
         except NoScriptError:
             await redis.script_load(self.source)
             return await redis.evalsha(self.sha, len(keys), *keys, *args)
+
+
+def _shard(target: Target) -> Shard:
+    return target if isinstance(target, Shard) else Shard(target)
 
 
 # -- a signal comes in (the hub) -------------------------------------------------------------------
@@ -104,7 +115,7 @@ class NewSignal:
         ]
 
 
-async def expand(redis: Redis, signal: NewSignal, brokers: Sequence[str]) -> Answer:
+async def expand(redis: Target, signal: NewSignal, brokers: Sequence[str]) -> Answer:
     """Check and fan ``signal`` out now into each of ``brokers``' work sets: ``('ok', ack)``,
     ``('dup', first ack)`` for a resend, or ``('err', code)``."""
     status, body = await _EXPAND(
@@ -122,7 +133,7 @@ async def expand(redis: Redis, signal: NewSignal, brokers: Sequence[str]) -> Ans
     return status, body
 
 
-async def schedule(redis: Redis, signal: NewSignal, at_ms: int) -> Answer:
+async def schedule(redis: Target, signal: NewSignal, at_ms: int) -> Answer:
     """Check and record ``signal`` to fan out at ``at_ms``."""
     status, body = await _SCHEDULE(
         redis,
@@ -138,7 +149,7 @@ async def schedule(redis: Redis, signal: NewSignal, at_ms: int) -> Answer:
     return status, body
 
 
-async def fire(redis: Redis, signal: NewSignal, at_ms: int, brokers: Sequence[str]) -> Answer:
+async def fire(redis: Target, signal: NewSignal, at_ms: int, brokers: Sequence[str]) -> Answer:
     """Fan a scheduled signal out, once: ``('gone', '')`` if it was cancelled."""
     status, body = await _FIRE(
         redis,
@@ -155,7 +166,77 @@ async def fire(redis: Redis, signal: NewSignal, at_ms: int, brokers: Sequence[st
     return status, body
 
 
-async def make_spares(redis: Redis, channel_id: str, brokers: Sequence[str]) -> None:
+_RESERVE = Script("reserve")
+_EXPAND_SHARD = Script("expand_shard")
+_EXPAND_DONE = Script("expand_done")
+
+
+@dataclass(frozen=True, slots=True)
+class ShardedAnswer:
+    """An expansion over K shards: the answer, and each shard's subscribers by broker (for its
+    drain jobs; empty when nothing was fanned out by this call)."""
+
+    answer: Answer
+    by_shard: dict[int, dict[str, int]]
+
+
+async def expand_sharded(
+    shards: Shards, signal: NewSignal, brokers: Sequence[str], at_ms: int | None = None
+) -> ShardedAnswer:
+    """:func:`expand` (``at_ms`` None) or :func:`fire` over K shards, in three steps: the checks
+    and the deadline on the home shard (``reserve.lua``), each shard's fan-out
+    (``expand_shard.lua``, concurrently), the acknowledgement with the sum on the home shard
+    (``expand_done.lua``). Each step is safe to repeat, so a resend of a signal whose hub died
+    in between completes that signal (its resend key says ``pending:<id>``)."""
+    home = shards.home
+    reply = await _RESERVE(
+        home,
+        [keys.channel(signal.channel_id), keys.signal(signal.signal_id), keys.SCHEDULED,
+         *signal.dedupe_key()],
+        signal.args(at_ms, []),
+    )  # fmt: skip
+    status, body = str(reply[0]), str(reply[1])
+    if status == "dup" and body.startswith("pending:"):
+        signal = replace(signal, signal_id=body.removeprefix("pending:"))
+        fields: Any = await home.redis.hmget(
+            home.key(keys.signal(signal.signal_id)), "created_ms", "deadline_ms"
+        )
+        if fields[0] is None:  # its keys expired meanwhile: nothing to complete
+            return ShardedAnswer(("err", "signal_not_found"), {})
+        status, reply = "go", ["go", *fields]
+    if status != "go":
+        return ShardedAnswer((status, body), {})  # type: ignore[arg-type]
+    created, deadline = int(reply[1]), int(reply[2])
+    fanouts = await asyncio.gather(
+        *(
+            _EXPAND_SHARD(
+                shard,
+                [keys.signal(signal.signal_id), keys.ACTIVE, *signal.fan_out_keys(brokers)],
+                signal.args(at_ms, [str(created), str(deadline - created), *brokers]),
+            )
+            for shard in shards
+        )
+    )
+    by_shard = {i: dict(orjson.loads(f)["by_broker"] or {}) for i, f in enumerate(fanouts)}
+    by_broker: dict[str, int] = {}
+    for counts in by_shard.values():
+        for broker, n in counts.items():
+            by_broker[broker] = by_broker.get(broker, 0) + int(n)
+    ack = await _EXPAND_DONE(
+        home,
+        [keys.signal(signal.signal_id), keys.RESULTS, *signal.dedupe_key()],
+        [
+            signal.signal_id,
+            sum(by_broker.values()),
+            orjson.dumps(by_broker),
+            ",".join(b for b in brokers if by_broker.get(b)),
+            keys.SIGNAL_TTL_S,
+        ],
+    )
+    return ShardedAnswer(("ok", str(ack)), {i: c for i, c in by_shard.items() if c})
+
+
+async def make_spares(redis: Target, channel_id: str, brokers: Sequence[str]) -> None:
     """A spare copy of each of the channel's subscriber sets, for its next expansion."""
     await _SPARE(
         redis,
@@ -168,7 +249,7 @@ async def make_spares(redis: Redis, channel_id: str, brokers: Sequence[str]) -> 
 
 
 async def cancel(
-    redis: Redis, *, signal_id: str, channel_id: str, sender_id: str, brokers: Sequence[str]
+    redis: Target, *, signal_id: str, channel_id: str, sender_id: str, brokers: Sequence[str]
 ) -> tuple[Literal["ok", "err"], Any]:
     """``('ok', how many purchases that stopped)`` or ``('err', code)``; the same again when
     asked again."""
@@ -215,7 +296,7 @@ def _loads(raw: str) -> dict[str, Any] | None:
 
 
 async def claim(
-    redis: Redis, *, signal_id: str, channel_id: str, broker: str, worker_id: str, count: int
+    redis: Target, *, signal_id: str, channel_id: str, broker: str, worker_id: str, count: int
 ) -> tuple[SignalInfo | None, list[Claimed]]:
     """Up to ``count`` subscribers of the signal's work set on ``broker``, now ``worker_id``'s;
     ``(None, [])`` when the signal is gone."""
@@ -254,7 +335,7 @@ Verdict = Literal["go", "lost", "cancelled", "expired", "daily_loss_limit", "max
 
 
 async def mark_sending(
-    redis: Redis,
+    redis: Target,
     *,
     signal_id: str,
     worker_id: str,
@@ -292,7 +373,7 @@ class Terminal:
 
 
 async def finish(
-    redis: Redis, *, signal_id: str, broker: str, worker_id: str, terminals: Sequence[Terminal]
+    redis: Target, *, signal_id: str, broker: str, worker_id: str, terminals: Sequence[Terminal]
 ) -> int:
     """Publish each terminal record once; returns how many were new."""
     if not terminals:
@@ -324,7 +405,7 @@ async def finish(
 
 
 async def release(
-    redis: Redis,
+    redis: Target,
     *,
     worker_id: str,
     only_if_dead: bool,
@@ -340,7 +421,8 @@ async def release(
     """
     redrive: list[tuple[str, str]] = []
     while True:
-        members: Any = await redis.smembers(keys.claims(worker_id))
+        shard = _shard(redis)
+        members: Any = await shard.redis.smembers(shard.key(keys.claims(worker_id)))
         by_signal: dict[str, list[str]] = {}
         for member in members:
             sig = str(member).split("|", 1)[0]
@@ -349,7 +431,9 @@ async def release(
         if not by_signal:
             return redrive
         for sig, claimed in by_signal.items():
-            if only_if_dead and await redis.exists(keys.worker_heartbeat(worker_id)):
+            if only_if_dead and await shard.redis.exists(
+                shard.key(keys.worker_heartbeat(worker_id))
+            ):
                 return redrive
             redrive += [
                 (sig, broker)
@@ -360,7 +444,7 @@ async def release(
 
 
 async def _release_signal(
-    redis: Redis,
+    redis: Target,
     worker_id: str,
     signal_id: str,
     members: list[str],
@@ -368,9 +452,10 @@ async def _release_signal(
     send_margin_ms: int,
     reconcile_after_ms: int,
 ) -> list[str]:
-    channel_id: Any = await redis.hget(keys.signal(signal_id), "channel_id")
+    shard = _shard(redis)
+    channel_id: Any = await shard.redis.hget(shard.key(keys.signal(signal_id)), "channel_id")
     if channel_id is None:  # the signal is gone (its keys expired): nothing left to do for it
-        await redis.srem(keys.claims(worker_id), *members)
+        await shard.redis.srem(shard.key(keys.claims(worker_id)), *members)
         return []
     brokers = sorted({m.split("|")[1] for m in members})
     result: list[str] = await _RELEASE(
@@ -407,13 +492,14 @@ _TAKE_DUE = Script("take_due")
 _RECORD_SETTLEMENT = Script("record_settlement")
 
 
-async def expire_work(redis: Redis, *, signal_id: str, broker: str) -> int:
+async def expire_work(redis: Target, *, signal_id: str, broker: str) -> int:
     """End the signal's work on ``broker`` ``skipped``/``expired`` if its deadline has passed;
     how many subscribers that ended."""
     member = f"{signal_id}|{broker}"
-    channel_id: Any = await redis.hget(keys.signal(signal_id), "channel_id")
+    shard = _shard(redis)
+    channel_id: Any = await shard.redis.hget(shard.key(keys.signal(signal_id)), "channel_id")
     if channel_id is None:  # the signal is gone (its keys expired): only the entry is left
-        await redis.zrem(keys.ACTIVE, member)
+        await shard.redis.zrem(shard.key(keys.ACTIVE), member)
         return 0
     ended: int = await _EXPIRE_WORK(
         redis,
@@ -430,14 +516,14 @@ async def expire_work(redis: Redis, *, signal_id: str, broker: str) -> int:
     return ended
 
 
-async def take_due(redis: Redis, *, schedule: str, limit: int, lease_ms: int) -> list[str]:
+async def take_due(redis: Target, *, schedule: str, limit: int, lease_ms: int) -> list[str]:
     """Up to ``limit`` due members of the ZSET ``schedule``, each leased for ``lease_ms``."""
     due: list[str] = await _TAKE_DUE(redis, [schedule], [limit, lease_ms])
     return due
 
 
 async def record_settlement(
-    redis: Redis,
+    redis: Target,
     *,
     broker: str,
     member: str,
@@ -469,17 +555,17 @@ _PRESENCE_FORGET = Script("presence_forget")
 _FAULT_REACHED = Script("fault_reached")
 
 
-async def presence_adjust(redis: Redis, *, hub_id: str, user_id: str, delta: int) -> int:
+async def presence_adjust(redis: Target, *, hub_id: str, user_id: str, delta: int) -> int:
     total: int = await _PRESENCE_ADJUST(
         redis, [keys.ONLINE, keys.online_at(hub_id)], [user_id, delta]
     )
     return total
 
 
-async def presence_forget(redis: Redis, *, hub_id: str) -> None:
+async def presence_forget(redis: Target, *, hub_id: str) -> None:
     await _PRESENCE_FORGET(redis, [keys.ONLINE, keys.online_at(hub_id)])
 
 
-async def fault_reached(redis: Redis, *, point: str) -> bool:
+async def fault_reached(redis: Target, *, point: str) -> bool:
     """True for the passage of ``point`` a test armed (``keys.FAULT_ARMED``)."""
     return bool(await _FAULT_REACHED(redis, [keys.FAULT_ARMED, keys.FAULT_COUNT], [point]))

@@ -90,6 +90,9 @@ class CommonSettings:
     brokers: list[str]
     log_json: bool
     log_level: str
+    redis_shards: list[str]  # the hot path's shards (core.shards); empty: REDIS_URL alone
+    redis_cluster: str  # a node of a Redis Cluster holding the hot path's shards; "" = none
+    redis_cluster_shards: int  # shards over that cluster; 0 = one per master
 
     @property
     def development(self) -> bool:
@@ -115,6 +118,9 @@ def common(env: Env) -> dict[str, Any]:
         "brokers": list(env("BROKERS", cast=CommaSeparatedStrings, default="paper,deriv")),
         "log_json": env("LOG_JSON", cast=bool, default=False),
         "log_level": env("LOG_LEVEL", default="INFO"),
+        "redis_shards": list(env("REDIS_SHARDS", cast=CommaSeparatedStrings, default="")),
+        "redis_cluster": env("REDIS_CLUSTER", default=""),
+        "redis_cluster_shards": env("REDIS_CLUSTER_SHARDS", cast=int, default=0),
     }
 
 

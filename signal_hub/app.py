@@ -85,16 +85,21 @@ def create_app(settings: Settings | None = None) -> socketio.ASGIApp:
         logger.info("directory rebuilt from the store: {}", counts)
         consumer = hub_instance_id()
         await hub.presence.forget(consumer)  # counts left by an earlier process of this name
-        relay = Relay(hub, consumer)
-        relay_task = asyncio.create_task(relay.run(), name="relay")
-        scheduler_task = asyncio.create_task(run_scheduler(hub.redis, hub.intake), name="scheduler")
+        # one relay per hot-path shard's results stream (one, on REDIS_URL, unsharded)
+        relays = [Relay(hub, consumer, s) for s in hub.shards] if hub.shards.sharded else []
+        relays = relays or [Relay(hub, consumer)]
+        relay_tasks = [asyncio.create_task(r.run(), name="relay") for r in relays]
+        scheduler_task = asyncio.create_task(
+            run_scheduler(hub.shards.home, hub.intake), name="scheduler"
+        )
         try:
             yield
         finally:
             scheduler_task.cancel()
-            relay.stop()
+            for relay in relays:
+                relay.stop()
             try:
-                await asyncio.wait_for(relay_task, RELAY_STOP_TIMEOUT_S)
+                await asyncio.wait_for(asyncio.gather(*relay_tasks), RELAY_STOP_TIMEOUT_S)
             except TimeoutError:
                 logger.error("relay did not stop in time; its batch stays pending in Redis")
             with contextlib.suppress(asyncio.CancelledError):

@@ -11,6 +11,10 @@ Two more things are kept with it, for the workers and the metrics: each account 
 broker's health schedule (``keys.health_due``, which the workers' periodic account checks take
 from), and each broker has the set of its subscriptions that are not paused
 (``keys.active_subscribers``, the ``ctc_subscribers`` gauge).
+
+With several hot-path shards (:mod:`core.shards`) a subscription's entry and its place in the
+subscriber sets are on the shard of its account, with a copy of that account's entry for the
+claims; the channel entry is on every shard; the rest stays on ``REDIS_URL``.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from redis.asyncio import Redis
 
 from core import keys
 from core.clock import now_ms
+from core.shards import Shard, Shards, unsharded
 from signal_hub.store import Store
 
 CHUNK = 1000  # entries per pipeline when the directory is rebuilt
@@ -72,47 +77,71 @@ def _dumps(value: dict[str, Any]) -> str:
 
 
 class Directory:
-    def __init__(self, redis: Redis, store: Store, brokers: list[str]) -> None:
+    def __init__(
+        self, redis: Redis, store: Store, brokers: list[str], shards: Shards | None = None
+    ) -> None:
         self.redis = redis
         self.store = store
         self.brokers = brokers  # those this deployment offers (BROKERS)
+        self.shards = shards or unsharded(redis)
 
     async def put_channel(self, channel: dict[str, Any]) -> None:
-        await self.redis.set(keys.channel(channel["_id"]), _dumps(channel_entry(channel)))
+        for shard in self.shards:
+            await shard.redis.set(
+                shard.key(keys.channel(channel["_id"])), _dumps(channel_entry(channel))
+            )
 
     async def put_account(self, account: dict[str, Any]) -> None:
         broker = account["broker"]
+        entry = _dumps(account_entry(account))
         async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.hset(keys.accounts(broker), account["_id"], _dumps(account_entry(account)))
+            pipe.hset(keys.accounts(broker), account["_id"], entry)
             pipe.zadd(keys.health_due(broker), {account["_id"]: now_ms()}, nx=True)
             await pipe.execute()
+        if self.shards.sharded:  # the claims' copy, on the account's shard
+            shard = self.shards.of_account(account["_id"])
+            await shard.redis.hset(shard.key(keys.accounts(broker)), account["_id"], entry)
 
     async def remove_account(self, account: dict[str, Any]) -> None:
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.hdel(keys.accounts(account["broker"]), account["_id"])
             pipe.zrem(keys.health_due(account["broker"]), account["_id"])
             await pipe.execute()
+        if self.shards.sharded:
+            shard = self.shards.of_account(account["_id"])
+            await shard.redis.hdel(shard.key(keys.accounts(account["broker"])), account["_id"])
 
     async def put_subscription(self, sub: dict[str, Any]) -> None:
-        async with self.redis.pipeline(transaction=True) as pipe:
+        shard = self.shards.of_account(sub["broker_account_id"])
+        k = shard.key
+        async with shard.redis.pipeline(transaction=not shard.cluster) as pipe:
             pipe.hset(
-                keys.subscriptions(sub["channel_id"]), sub["_id"], _dumps(subscription_entry(sub))
+                k(keys.subscriptions(sub["channel_id"])),
+                sub["_id"],
+                _dumps(subscription_entry(sub)),
             )
-            pipe.sadd(keys.directory(sub["channel_id"], sub["broker"]), sub["_id"])
-            pipe.delete(keys.directory_spare(sub["channel_id"], sub["broker"]))
-            if sub.get("paused"):
-                pipe.srem(keys.active_subscribers(sub["broker"]), sub["_id"])
-            else:
-                pipe.sadd(keys.active_subscribers(sub["broker"]), sub["_id"])
+            pipe.sadd(k(keys.directory(sub["channel_id"], sub["broker"])), sub["_id"])
+            pipe.delete(k(keys.directory_spare(sub["channel_id"], sub["broker"])))
+            if not self.shards.sharded:
+                _mark_active(pipe, sub)
             await pipe.execute()
+        if self.shards.sharded:
+            async with self.redis.pipeline(transaction=True) as pipe:
+                _mark_active(pipe, sub)
+                await pipe.execute()
 
     async def remove_subscription(self, sub: dict[str, Any]) -> None:
-        async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.srem(keys.directory(sub["channel_id"], sub["broker"]), sub["_id"])
-            pipe.delete(keys.directory_spare(sub["channel_id"], sub["broker"]))
-            pipe.hdel(keys.subscriptions(sub["channel_id"]), sub["_id"])
-            pipe.srem(keys.active_subscribers(sub["broker"]), sub["_id"])
+        shard = self.shards.of_account(sub["broker_account_id"])
+        k = shard.key
+        async with shard.redis.pipeline(transaction=not shard.cluster) as pipe:
+            pipe.srem(k(keys.directory(sub["channel_id"], sub["broker"])), sub["_id"])
+            pipe.delete(k(keys.directory_spare(sub["channel_id"], sub["broker"])))
+            pipe.hdel(k(keys.subscriptions(sub["channel_id"])), sub["_id"])
+            if not self.shards.sharded:
+                pipe.srem(keys.active_subscribers(sub["broker"]), sub["_id"])
             await pipe.execute()
+        if self.shards.sharded:
+            await self.redis.srem(keys.active_subscribers(sub["broker"]), sub["_id"])
 
     async def rebuild(self) -> dict[str, int]:
         """Write every channel, account and subscription of the store into Redis.
@@ -126,30 +155,53 @@ class Directory:
         either the old or the new set, never half of one, and ids no longer subscribed go.
         """
         counts = {"channels": 0, "accounts": 0, "subscriptions": 0}
+        main = Shard(self.redis)
         async for accounts in _chunks(self.store.broker_accounts.find({})):
-            await self._put_entries(accounts, "broker", keys.accounts, account_entry)
+            await self._put_entries(main, accounts, "broker", keys.accounts, account_entry)
+            if self.shards.sharded:  # the claims' copies
+                for shard, part in self._split(accounts, "_id"):
+                    await self._put_entries(shard, part, "broker", keys.accounts, account_entry)
             await self._schedule_checks(accounts)
             counts["accounts"] += len(accounts)
-        members: dict[str, dict[str, list[str]]] = {}  # channel -> its subscription ids by broker
+        # per shard: channel -> its subscription ids on that shard, by broker
+        members: list[dict[str, dict[str, list[str]]]] = [{} for _ in self.shards]
         async for channels in _chunks(self.store.channels.find({})):
-            await self.redis.mset(
-                {keys.channel(c["_id"]): _dumps(channel_entry(c)) for c in channels}
-            )
-            members.update((c["_id"], {}) for c in channels)
+            for shard in self.shards:
+                await shard.redis.mset(
+                    {shard.key(keys.channel(c["_id"])): _dumps(channel_entry(c)) for c in channels}
+                )
+                members[shard.index].update((c["_id"], {}) for c in channels)
             counts["channels"] += len(channels)
         active = _ActiveSets(self.redis, self.brokers)
         async for subs in _chunks(self.store.subscriptions.find({})):
-            subs = [s for s in subs if s["channel_id"] in members]
-            await self._put_entries(subs, "channel_id", keys.subscriptions, subscription_entry)
-            for sub in subs:
-                members[sub["channel_id"]].setdefault(sub["broker"], []).append(sub["_id"])
+            subs = [s for s in subs if s["channel_id"] in members[0]]
+            for shard, part in self._split(subs, "broker_account_id"):
+                await self._put_entries(
+                    shard, part, "channel_id", keys.subscriptions, subscription_entry
+                )
+                for sub in part:
+                    by_broker = members[shard.index][sub["channel_id"]]
+                    by_broker.setdefault(sub["broker"], []).append(sub["_id"])
             await active.add([s for s in subs if not s.get("paused")])
             counts["subscriptions"] += len(subs)
-        channel_ids = list(members)
-        for start in range(0, len(channel_ids), CHUNK):
-            await self._replace_sets({c: members[c] for c in channel_ids[start : start + CHUNK]})
+        for shard in self.shards:
+            channel_ids = list(members[shard.index])
+            for start in range(0, len(channel_ids), CHUNK):
+                await self._replace_sets(
+                    shard,
+                    {c: members[shard.index][c] for c in channel_ids[start : start + CHUNK]},
+                )
         await active.replace()
         return counts
+
+    def _split(
+        self, docs: list[dict[str, Any]], account_field: str
+    ) -> list[tuple[Shard, list[dict[str, Any]]]]:
+        """``docs`` by the shard of the account ``doc[account_field]`` names."""
+        parts: dict[int, list[dict[str, Any]]] = {}
+        for doc in docs:
+            parts.setdefault(self.shards.of_account(doc[account_field]).index, []).append(doc)
+        return [(self.shards[i], part) for i, part in sorted(parts.items())]
 
     async def _schedule_checks(self, accounts: list[dict[str, Any]]) -> None:
         """Put accounts on their broker's health schedule, due now unless already there."""
@@ -164,6 +216,7 @@ class Directory:
 
     async def _put_entries(
         self,
+        shard: Shard,
         docs: list[dict[str, Any]],
         field: str,
         key_of: Callable[[str], str],
@@ -172,22 +225,31 @@ class Directory:
         """Each document's entry into the HASH ``key_of(doc[field])``, one HSET per hash."""
         by_key: dict[str, dict[Any, Any]] = {}
         for doc in docs:
-            by_key.setdefault(key_of(doc[field]), {})[doc["_id"]] = _dumps(entry_of(doc))
-        async with self.redis.pipeline(transaction=False) as pipe:
+            by_key.setdefault(shard.key(key_of(doc[field])), {})[doc["_id"]] = _dumps(entry_of(doc))
+        async with shard.redis.pipeline(transaction=False) as pipe:
             for key, entries in by_key.items():
                 pipe.hset(key, mapping=entries)
             await pipe.execute()
 
-    async def _replace_sets(self, members: dict[str, dict[str, list[str]]]) -> None:
-        """Replace these channels' subscriber sets, in one transaction."""
-        async with self.redis.pipeline(transaction=True) as pipe:
+    async def _replace_sets(self, shard: Shard, members: dict[str, dict[str, list[str]]]) -> None:
+        """Replace these channels' subscriber sets on ``shard``, in one transaction (a pipeline
+        on a Redis Cluster, which has no transaction across calls)."""
+        k = shard.key
+        async with shard.redis.pipeline(transaction=not shard.cluster) as pipe:
             for channel_id, by_broker in members.items():
                 for broker in {*self.brokers, *by_broker}:
-                    pipe.delete(keys.directory(channel_id, broker))
-                    pipe.delete(keys.directory_spare(channel_id, broker))
+                    pipe.delete(k(keys.directory(channel_id, broker)))
+                    pipe.delete(k(keys.directory_spare(channel_id, broker)))
                 for broker, ids in by_broker.items():
-                    pipe.sadd(keys.directory(channel_id, broker), *ids)
+                    pipe.sadd(k(keys.directory(channel_id, broker)), *ids)
             await pipe.execute()
+
+
+def _mark_active(pipe: Any, sub: dict[str, Any]) -> None:
+    if sub.get("paused"):
+        pipe.srem(keys.active_subscribers(sub["broker"]), sub["_id"])
+    else:
+        pipe.sadd(keys.active_subscribers(sub["broker"]), sub["_id"])
 
 
 class _ActiveSets:

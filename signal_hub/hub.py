@@ -11,6 +11,7 @@ from core.brokers import Capabilities, capabilities_of
 from core.connections import redis_client
 from core.crypto import CredentialsBox
 from core.dispatch import Dispatcher
+from core.shards import Shards, open_shards
 from signal_hub.account_checks import AccountChecks
 from signal_hub.auth import Tokens
 from signal_hub.cancel import Canceller
@@ -40,6 +41,7 @@ class Hub:
     account_checks: AccountChecks
     brokers: dict[str, Capabilities]  # those this deployment offers (BROKERS), from the catalogue
     sio: socketio.AsyncServer
+    shards: Shards  # the hot path's Redis shards (core.shards); REDIS_URL alone by default
 
     @classmethod
     def build(cls, settings: Settings, sio: socketio.AsyncServer) -> Hub:
@@ -47,15 +49,16 @@ class Hub:
         store = Store.open(settings)
         brokers = capabilities_of(settings.brokers)
         dispatcher = Dispatcher(settings.redis_url, settings.drain_batch_size)
+        shards = open_shards(settings, redis)
         return cls(
             settings=settings,
             redis=redis,
             store=store,
-            directory=Directory(redis, store, list(brokers)),
+            directory=Directory(redis, store, list(brokers), shards),
             tokens=Tokens(settings, store, redis),
             credentials=CredentialsBox(settings.broker_credentials_key),
-            intake=Intake(redis, dispatcher, brokers, settings.schedule_max_ahead_s),
-            canceller=Canceller(redis, list(brokers)),
+            intake=Intake(redis, dispatcher, brokers, settings.schedule_max_ahead_s, shards),
+            canceller=Canceller(redis, list(brokers), shards),
             dispatcher=dispatcher,
             limiter=RateLimiter(redis),
             presence=Presence(redis),
@@ -65,6 +68,7 @@ class Hub:
             ),
             brokers=brokers,
             sio=sio,
+            shards=shards,
         )
 
     async def close(self) -> None:
@@ -72,4 +76,5 @@ class Hub:
         self.dispatcher.close()
         self.account_checks.close()
         await self.store.close()
+        await self.shards.aclose()
         await self.redis.aclose()

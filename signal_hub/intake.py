@@ -13,6 +13,11 @@ A signal with ``at`` is only recorded (``scheduled``) and put in the ``scheduled
 scheduler of any hub fires it at that instant (``fire.lua``), which checks the sender's rights
 again and expands the channel as it is then. Its deadline counts from ``at``.
 
+With several hot-path shards (:mod:`core.shards`) the same decision takes three steps, each safe
+to repeat (:func:`core.scripts.expand_sharded`): the checks and the deadline on the home shard, the
+fan-out on every shard at once, the acknowledgement with the sum on the home shard; then each
+shard's drain jobs, named by their shard.
+
 The expiry a signal may have is the range its brokers offer together (each broker's
 ``min_expiry_s``..``max_expiry_s``); a subscriber on a broker that does not offer it is refused by
 its worker.
@@ -34,6 +39,7 @@ from core import keys, scripts
 from core.brokers import Capabilities
 from core.clock import iso, now_ms
 from core.dispatch import Dispatcher
+from core.shards import Shards, unsharded
 from signal_hub import metrics
 from signal_hub.errors import ApiError, Forbidden, NotFound, ValidationFailed
 from signal_hub.store import new_id
@@ -107,8 +113,10 @@ class Intake:
         dispatcher: Dispatcher,
         brokers: dict[str, Capabilities],
         schedule_max_ahead_s: int,
+        shards: Shards | None = None,
     ) -> None:
         self.redis = redis
+        self.shards = shards or unsharded(redis)
         self.dispatcher = dispatcher
         self.brokers = brokers  # those this deployment offers (BROKERS)
         self.schedule_max_ahead_s = schedule_max_ahead_s
@@ -128,12 +136,18 @@ class Intake:
             expiry_seconds=signal.expiry_seconds,
             client_signal_id=signal.client_signal_id or "",
         )
-        if at_ms is None:
+        home = self.shards.home
+        if at_ms is None and self.shards.sharded:
+            sharded = await scripts.expand_sharded(self.shards, new, list(self.brokers))
+            status, ack = _answer(sharded.answer)
+            if status == "ok":
+                self._dispatch_soon(signal.channel_id, ack, sharded.by_shard)
+        elif at_ms is None:
             status, ack = _answer(await scripts.expand(self.redis, new, list(self.brokers)))
             if status == "ok":
                 self._dispatch_soon(signal.channel_id, ack)
         else:
-            status, ack = _answer(await scripts.schedule(self.redis, new, at_ms))
+            status, ack = _answer(await scripts.schedule(home, new, at_ms))
         if "scheduled_ms" in ack:
             ack["at"] = iso(ack["scheduled_ms"])
         _taken(status, signal.channel_id, ack, at_ms is not None)
@@ -142,9 +156,10 @@ class Intake:
     async def fire(self, signal_id: str) -> dict[str, Any] | None:
         """Fan out a scheduled signal that is due; ``None`` if it was cancelled, fired by another
         hub, or its sender may no longer send to the channel (then it ends ``rejected``)."""
-        fields: dict[str, str] = await self.redis.hgetall(keys.signal(signal_id))  # type: ignore[assignment]
-        if fields.get("status") != "scheduled":
-            await self.redis.zrem(keys.SCHEDULED, signal_id)
+        home = self.shards.home
+        fields: dict[str, str] = await home.redis.hgetall(home.key(keys.signal(signal_id)))  # type: ignore[assignment]
+        if fields.get("status") not in ("scheduled", "expanding"):
+            await home.redis.zrem(home.key(keys.SCHEDULED), signal_id)
             return None
         new = scripts.NewSignal(
             signal_id=signal_id,
@@ -155,62 +170,83 @@ class Intake:
             expiry_seconds=int(fields["expiry_seconds"]),
             client_signal_id=fields.get("client_signal_id", ""),
         )
-        answer = await scripts.fire(
-            self.redis, new, int(fields["scheduled_ms"]), list(self.brokers)
-        )
+        by_shard: dict[int, dict[str, int]] | None = None
+        if self.shards.sharded:
+            sharded = await scripts.expand_sharded(
+                self.shards, new, list(self.brokers), int(fields["scheduled_ms"])
+            )
+            answer, by_shard = sharded.answer, sharded.by_shard
+        else:
+            answer = await scripts.fire(
+                self.redis, new, int(fields["scheduled_ms"]), list(self.brokers)
+            )
         try:
             status, ack = _answer(answer)
         except ApiError as exc:
             logger.warning("scheduled signal {} not fired: {}", signal_id, exc.code)
             await self._reject(signal_id, fields["channel_id"], exc.code)
             return None
-        if status == "gone":
+        if status == "gone" or (status == "dup" and by_shard is not None):
             return None
-        self._dispatch_soon(fields["channel_id"], ack)
+        self._dispatch_soon(fields["channel_id"], ack, by_shard)
         return ack
 
     async def _reject(self, signal_id: str, channel_id: str, reason: str) -> None:
-        async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.zrem(keys.SCHEDULED, signal_id)
-            pipe.hset(keys.signal(signal_id), "status", "rejected")
+        home = self.shards.home
+        async with home.redis.pipeline(transaction=not home.cluster) as pipe:
+            pipe.zrem(home.key(keys.SCHEDULED), signal_id)
+            pipe.hset(home.key(keys.signal(signal_id)), "status", "rejected")
             record = {
                 "signal_id": signal_id,
                 "channel_id": channel_id,
                 "status": "rejected",
                 "reason": reason,
             }
-            pipe.xadd(keys.RESULTS, {"kind": "signal_status", "data": json.dumps(record)})
+            pipe.xadd(home.key(keys.RESULTS), {"kind": "signal_status", "data": json.dumps(record)})
             await pipe.execute()
 
-    def _dispatch_soon(self, channel_id: str, ack: dict[str, Any]) -> None:
+    def _dispatch_soon(
+        self,
+        channel_id: str,
+        ack: dict[str, Any],
+        by_shard: dict[int, dict[str, int]] | None = None,
+    ) -> None:
+        """Drain jobs and the next spare copies, after the ack; ``by_shard``: each shard's part
+        (sharded), else the whole fan-out is the unsharded shard's."""
         if not ack["fanout"]["total"]:
             return
-        self._background(
-            self.dispatcher.dispatch(ack["signal_id"], ack["fanout"]["by_broker"]),
-            "drain jobs not enqueued; the reaper redrives them",
-        )
-        self._background(
-            self.prepare_spares(
-                channel_id, ack["signal_id"], list(ack["fanout"]["by_broker"]), ack["deadline_ms"]
-            ),
-            "spare directory copies not made; the next signal copies the sets itself",
-        )
+        if by_shard is None:
+            by_shard = {0: ack["fanout"]["by_broker"]}
+        for index, by_broker in by_shard.items():
+            shard = None if not self.shards.sharded else index
+            self._background(
+                self.dispatcher.dispatch(ack["signal_id"], by_broker, shard=shard),
+                "drain jobs not enqueued; the reaper redrives them",
+            )
+        for index, by_broker in by_shard.items():
+            self._background(
+                self.prepare_spares(
+                    channel_id, ack["signal_id"], list(by_broker), ack["deadline_ms"], index
+                ),
+                "spare directory copies not made; the next signal copies the sets itself",
+            )
 
     async def prepare_spares(
-        self, channel_id: str, signal_id: str, brokers: list[str], deadline_ms: int
+        self, channel_id: str, signal_id: str, brokers: list[str], deadline_ms: int, shard: int = 0
     ) -> None:
         """Copy the channel's directory sets for its next signal once this one's work sets (on
         ``brokers``, those its ack counted) are empty (all claimed) or its deadline has passed: a
         copy made sooner would take Redis from the workers just when they start."""
-        work = [keys.work(signal_id, broker) for broker in brokers]
+        on = self.shards[shard]
+        work = [on.key(keys.work(signal_id, broker)) for broker in brokers]
         while now_ms() < deadline_ms:
-            async with self.redis.pipeline(transaction=False) as pipe:
+            async with on.redis.pipeline(transaction=False) as pipe:
                 for key in work:
                     pipe.scard(key)
                 if not any(await pipe.execute()):
                     break
             await asyncio.sleep(SPARE_POLL_S)
-        await scripts.make_spares(self.redis, channel_id, list(self.brokers))
+        await scripts.make_spares(on, channel_id, list(self.brokers))
 
     def _background(self, work: Coroutine[Any, Any, None], on_failure: str) -> None:
         task = asyncio.create_task(work)

@@ -25,6 +25,7 @@ user, account or signal id: ``/metrics`` is safe to show to whoever can reach it
 
 from __future__ import annotations
 
+import time
 from collections import Counter as Tally
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
@@ -43,6 +44,7 @@ from redis.asyncio import Redis
 from rq import Queue
 
 from core import keys
+from core.shards import Shards
 
 disable_created_metrics()  # no ``*_created`` series: only the metrics of issue 15
 CONTENT_TYPE = CONTENT_TYPE_PLAIN_0_0_4  # the text format, as /metrics always answered
@@ -134,9 +136,32 @@ class _Families:
         return iter(self.families)
 
 
-async def cluster_gauges(redis: Redis, brokers: list[str]) -> list[Metric]:
+async def shard_figures(shards: Shards, brokers: list[str]) -> tuple[dict[str, int], int, float]:
+    """Pending work by broker, results not yet written and the oldest one's age (s), summed
+    (the age: the oldest) over every hot-path shard (:mod:`core.shards`)."""
+    pending = dict.fromkeys(brokers, 0)
+    lag_entries, lag_s = 0, 0.0
+    for shard in shards:
+        k = shard.key
+        active: Any = await shard.redis.zrange(k(keys.ACTIVE), 0, -1)
+        for member in active:
+            signal_id, _, broker = str(member).partition("|")
+            size = int(await shard.redis.scard(k(keys.work(signal_id, broker))))
+            pending[broker] = pending.get(broker, 0) + size
+        lag_entries += int(await shard.redis.xlen(k(keys.RESULTS)))
+        oldest: Any = await shard.redis.xrange(k(keys.RESULTS), "-", "+", count=1)
+        if oldest:
+            oldest_ms = int(str(oldest[0][0]).split("-", 1)[0])
+            lag_s = max(lag_s, max(0.0, (time.time() * 1000 - oldest_ms) / 1000))
+    return pending, lag_entries, lag_s
+
+
+async def cluster_gauges(
+    redis: Redis, brokers: list[str], shards: Shards | None = None
+) -> list[Metric]:
     """The gauges read from Redis: pending work, RQ's queues, live workers, active subscriptions
-    (per broker, each offered broker present), and the results stream's lag."""
+    (per broker, each offered broker present), and the results stream's lag; the pending work
+    and the lag over every shard when the hot path is sharded."""
     async with redis.pipeline(transaction=False) as pipe:
         pipe.zrange(keys.ACTIVE, 0, -1)
         for broker in brokers:
@@ -170,6 +195,8 @@ async def cluster_gauges(redis: Redis, brokers: list[str]) -> list[Metric]:
     if oldest:
         oldest_ms = int(str(oldest[0][0]).split("-", 1)[0])
         lag_s = max(0.0, (int(now_s) * 1000 + int(now_us) // 1000 - oldest_ms) / 1000)
+    if shards is not None and shards.sharded:
+        pending, lag_entries, lag_s = await shard_figures(shards, brokers)
 
     def by_broker(name: str, text: str, values: Mapping[str, int]) -> GaugeMetricFamily:
         family = GaugeMetricFamily(name, text, labels=["broker"])
@@ -194,9 +221,9 @@ async def cluster_gauges(redis: Redis, brokers: list[str]) -> list[Metric]:
     ]  # fmt: skip
 
 
-async def exposition(redis: Redis, brokers: list[str]) -> bytes:
+async def exposition(redis: Redis, brokers: list[str], shards: Shards | None = None) -> bytes:
     """The whole scrape: this process's counters and histograms, the default process collectors,
     and the cluster's gauges read now."""
     scrape = CollectorRegistry(auto_describe=False)
-    scrape.register(_Families(await cluster_gauges(redis, brokers)))
+    scrape.register(_Families(await cluster_gauges(redis, brokers, shards)))
     return generate_latest(REGISTRY) + generate_latest(scrape)

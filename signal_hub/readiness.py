@@ -14,6 +14,7 @@ from typing import Any
 
 from core import keys
 from core.clock import now_ms, utc_day
+from core.shards import daily_counters
 from signal_hub.hub import Hub
 
 TTL_S = 5.0
@@ -72,6 +73,9 @@ async def channel_readiness(hub: Hub, channel_id: str) -> dict[str, Any]:
                 pipe.hgetall(keys.account_health(sub["broker_account_id"] or ""))
                 pipe.hgetall(keys.daily(sub["_id"], day))
             replies = await pipe.execute()
+        if hub.shards.sharded:  # the counters are on each account's shard
+            for i, today in enumerate(await daily_counters(hub.shards, chunk, day)):
+                replies[2 * i + 1] = today
         for i, sub in enumerate(chunk):
             health, today = replies[2 * i], replies[2 * i + 1]
             if not health:

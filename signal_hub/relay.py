@@ -13,6 +13,10 @@ handled twice is written once. A subscriber's own events go only to subscribers 
 hub (``presence.py``). On SIGTERM the relay finishes the batch in hand (written, acknowledged) and
 stops. Nothing in flight is lost on a restart.
 
+With several hot-path shards (:mod:`core.shards`) each shard has its own results stream (the
+workers' scripts write a record with the state it ends, on one shard) and the hub runs one relay
+per shard; heartbeats and presence stay on ``REDIS_URL``.
+
 Once a slice is acknowledged its copies are counted (:func:`signal_hub.metrics.count_results`):
 the relay is where every terminal record passes, once per hub that handles it. Copies that failed
 are logged per signal and reason; with ``LOG_LEVEL=DEBUG`` every record is, with its
@@ -34,6 +38,7 @@ from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
 from core import keys, records
+from core.shards import Shard
 from signal_hub import metrics
 from signal_hub.hub import Hub
 from signal_hub.sockets import channel_room, user_room
@@ -46,18 +51,21 @@ CLAIM_IDLE_MS = 30_000
 HEARTBEAT_MS = 5_000
 
 
-async def ensure_group(redis: Redis) -> None:
+async def ensure_group(redis: Redis, stream: str = keys.RESULTS) -> None:
     try:
-        await redis.xgroup_create(keys.RESULTS, keys.RESULTS_GROUP, id="0", mkstream=True)
+        await redis.xgroup_create(stream, keys.RESULTS_GROUP, id="0", mkstream=True)
     except ResponseError as exc:
         if "BUSYGROUP" not in str(exc):
             raise
 
 
 class Relay:
-    def __init__(self, hub: Hub, consumer: str) -> None:
+    def __init__(self, hub: Hub, consumer: str, shard: Shard | None = None) -> None:
+        """``shard``: relay that shard's results stream (default: ``REDIS_URL``'s)."""
         self.hub = hub
-        self.redis = hub.redis
+        self.redis = shard.redis if shard else hub.redis
+        self.results = shard.key(keys.RESULTS) if shard else keys.RESULTS
+        self._transaction = not (shard and shard.cluster)  # a cluster client has no MULTI
         self.consumer = consumer
         self._stopping = asyncio.Event()
         self._per_record = hub.settings.log_level.upper() in ("DEBUG", "TRACE")
@@ -67,7 +75,7 @@ class Relay:
         self._stopping.set()
 
     async def run(self) -> None:
-        await ensure_group(self.redis)
+        await ensure_group(self.redis, self.results)
         await self._beat()
         await self._drain_pending()
         housekept = 0.0
@@ -81,7 +89,7 @@ class Relay:
                 reply: Any = await self.redis.xreadgroup(
                     keys.RESULTS_GROUP,
                     self.consumer,
-                    {keys.RESULTS: ">"},
+                    {self.results: ">"},
                     count=READ_COUNT,
                     block=BLOCK_MS,
                 )
@@ -92,16 +100,16 @@ class Relay:
             except Exception:
                 logger.exception("relay pass failed; retrying")
                 await asyncio.sleep(0.5)
-        await self.redis.delete(keys.hub_heartbeat(self.consumer))
+        await self.hub.redis.delete(keys.hub_heartbeat(self.consumer))
 
     async def _beat(self) -> None:
-        await self.redis.set(keys.hub_heartbeat(self.consumer), "1", px=HEARTBEAT_MS)
+        await self.hub.redis.set(keys.hub_heartbeat(self.consumer), "1", px=HEARTBEAT_MS)
 
     async def _drain_pending(self) -> None:
         """Records this consumer took before a restart and never acknowledged."""
         while True:
             reply: Any = await self.redis.xreadgroup(
-                keys.RESULTS_GROUP, self.consumer, {keys.RESULTS: "0"}, count=READ_COUNT
+                keys.RESULTS_GROUP, self.consumer, {self.results: "0"}, count=READ_COUNT
             )
             entries = reply[0][1] if reply else []
             if not entries:
@@ -110,22 +118,22 @@ class Relay:
 
     async def _claim_from_dead_hubs(self) -> None:
         """The pending records of consumers whose heartbeat is gone, taken over now."""
-        consumers: Any = await self.redis.xinfo_consumers(keys.RESULTS, keys.RESULTS_GROUP)
+        consumers: Any = await self.redis.xinfo_consumers(self.results, keys.RESULTS_GROUP)
         for consumer in consumers:
             name = str(consumer["name"])
             if name == self.consumer:
                 continue
-            if await self.redis.exists(keys.hub_heartbeat(name)):
+            if await self.hub.redis.exists(keys.hub_heartbeat(name)):
                 continue
             while True:
                 pending: Any = await self.redis.xpending_range(
-                    keys.RESULTS, keys.RESULTS_GROUP, "-", "+", READ_COUNT, consumername=name
+                    self.results, keys.RESULTS_GROUP, "-", "+", READ_COUNT, consumername=name
                 )
                 if not pending:
                     break
                 ids = [p["message_id"] for p in pending]
                 entries: Any = await self.redis.xclaim(
-                    keys.RESULTS, keys.RESULTS_GROUP, self.consumer, 0, ids
+                    self.results, keys.RESULTS_GROUP, self.consumer, 0, ids
                 )
                 logger.warning("taking over {} results of dead hub {}", len(ids), name)
                 live = [(i, f) for i, f in entries if f]
@@ -133,14 +141,14 @@ class Relay:
                     await self.handle(live)
                 gone = {i for i, _ in live} ^ set(ids)
                 if gone:  # deleted from the stream meanwhile: nothing to write
-                    await self.redis.xack(keys.RESULTS, keys.RESULTS_GROUP, *gone)
+                    await self.redis.xack(self.results, keys.RESULTS_GROUP, *gone)
             await self.hub.presence.forget(name)  # first: forgetting twice is harmless
-            await self.redis.xgroup_delconsumer(keys.RESULTS, keys.RESULTS_GROUP, name)
+            await self.redis.xgroup_delconsumer(self.results, keys.RESULTS_GROUP, name)
 
     async def _claim_abandoned(self) -> None:
         """Records another hub took and left unacknowledged for too long (it died)."""
         claimed: Any = await self.redis.xautoclaim(
-            keys.RESULTS,
+            self.results,
             keys.RESULTS_GROUP,
             self.consumer,
             min_idle_time=CLAIM_IDLE_MS,
@@ -173,9 +181,9 @@ class Relay:
         await self._persist(by_kind)
         await self._emit(by_kind.get("execution", []), by_kind.get("settlement", []))
         await self._emit_signals(by_kind.get("signal", []), by_kind.get("signal_status", []))
-        async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.xack(keys.RESULTS, keys.RESULTS_GROUP, *ids)
-            pipe.xdel(keys.RESULTS, *ids)
+        async with self.redis.pipeline(transaction=self._transaction) as pipe:
+            pipe.xack(self.results, keys.RESULTS_GROUP, *ids)
+            pipe.xdel(self.results, *ids)
             await pipe.execute()
         executions = by_kind.get("execution", [])
         metrics.count_results(

@@ -19,6 +19,7 @@ from core import keys, scripts
 from core.clock import now_ms, utc_day
 from core.records import ExecutionRecord, SignalInfo, execution_record
 from core.scripts import GateItem, NewSignal, Script, Terminal
+from core.shards import Shard, Shards
 from tests.test_claims import beat, execution_records, seed_channel
 
 CHECK = """
@@ -117,6 +118,17 @@ async def test_every_script_touches_only_its_keys(redis: Redis, checked: set[str
         redis, contract_id=contract_id, outcome="won", profit_cents=425, settled_ms=1,
         credit_cents=925,
     )  # fmt: skip
+
+    # the expansion over two shards (core.shards), now and scheduled, and sent again
+    shards = Shards((Shard(redis, "s0", 0), Shard(redis, "s1", 1)))
+    for shard in shards:
+        await redis.set(shard.key(keys.channel("c1")), await redis.get(keys.channel("c1")) or "")
+    sharded = NewSignal("s3", "c1", "prov", "EURUSD", "CALL", 60, "client-3")
+    assert (await scripts.expand_sharded(shards, sharded, brokers)).answer[0] == "ok"
+    assert (await scripts.expand_sharded(shards, sharded, brokers)).answer[0] == "dup"
+    later = NewSignal("s4", "c1", "prov", "EURUSD", "PUT", 60)
+    assert (await scripts.schedule(shards.home, later, at_ms))[0] == "ok"
+    assert (await scripts.expand_sharded(shards, later, brokers, at_ms)).answer[0] == "ok"
 
     assert checked == {script.name for script in Script.loaded}
 

@@ -30,6 +30,7 @@ from signal_hub.api.common import body, caller, hub_of, ok, query_limit
 from signal_hub.auth import Principal
 from signal_hub.errors import BadRequest, Conflict, NotFound
 from signal_hub.hub import Hub
+from signal_hub.metrics import shard_figures
 from signal_hub.stats import STATUSES, percentile
 from signal_hub.store import utcnow
 from signal_hub.validation import Prose
@@ -76,6 +77,8 @@ async def overview(request: Request) -> JSONResponse:
     for member, size in zip(active, replies[: len(active)], strict=True):
         broker = member.partition("|")[2]
         pending[broker] = pending.get(broker, 0) + int(size)
+    if hub.shards.sharded:
+        pending = (await shard_figures(hub.shards, brokers))[0]
     rest = replies[len(active) :]
     queued = {b: int(rest[2 * i]) for i, b in enumerate(brokers)}
     registered = {b: sorted(rest[2 * i + 1]) for i, b in enumerate(brokers)}

@@ -13,6 +13,7 @@ from starlette.routing import Route
 
 from core import keys
 from core.clock import utc_day
+from core.shards import daily_counters
 from signal_hub.api.channels import load_channel, provider_names
 from signal_hub.api.common import body, caller, hub_of, no_content, ok
 from signal_hub.auth import Principal
@@ -107,6 +108,8 @@ async def subscription_views(hub: Hub, subs: list[dict[str, Any]]) -> list[dict[
         for sub in subs:
             pipe.hgetall(keys.daily(sub["_id"], day))
         counters: list[dict[str, str]] = await pipe.execute()
+    if hub.shards.sharded:  # on each account's shard
+        counters = await daily_counters(hub.shards, subs, day)
     views = []
     for sub, today in zip(subs, counters, strict=True):
         channel = by_id.get(sub["channel_id"], {})

@@ -40,7 +40,7 @@ async def readyz(request: Request) -> JSONResponse:
 async def metrics(request: Request) -> Response:
     """Prometheus metrics, in the text format (see :mod:`signal_hub.metrics`)."""
     hub = hub_of(request)
-    body = await exposition(hub.redis, list(hub.brokers))
+    body = await exposition(hub.redis, list(hub.brokers), hub.shards)
     return Response(body, media_type=CONTENT_TYPE)
 
 
