@@ -11,7 +11,10 @@
    acknowledgement, then waits for the brokers to have accepted every purchase it announced and
    for the hub to have relayed every record, and reads each purchase's acceptance time from the
    broker's own ledger (:mod:`bench.ledger`);
-3. runs the RQ-alone baseline (:mod:`bench.baseline`) on the same brokers and the same number of
+3. with ``--redis-shards 1,3``, does 1. and 2. once per K, the hot path on K Redis servers of its
+   own (``REDIS_SHARDS``, :mod:`core.shards`; ``0`` = unsharded, on ``REDIS_URL``), and reports
+   each shard's Redis CPU per copy and the ceiling it projects (:func:`shard_figures`);
+4. runs the RQ-alone baseline (:mod:`bench.baseline`) on the same brokers and the same number of
    worker processes, on the first M subscribers; when M < N, S more signals go to a channel of
    just those M subscribers, so that the speedup compares like with like.
 
@@ -29,7 +32,7 @@ import os
 import statistics
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -46,7 +49,17 @@ from bench.seed import Channel, Seeded, seed_simulator, seed_store
 from core import keys
 from core.clock import now_ms
 from signal_hub.settings import load_settings
-from tests.procs import REDIS_HOST, Proc, System, children, redis_url, running_system, wait_until
+from tests.procs import (
+    REDIS_HOST,
+    Proc,
+    System,
+    children,
+    free_port,
+    redis_servers,
+    redis_url,
+    running_system,
+    wait_until,
+)
 
 BROKERS = ("paper", "deriv")
 METRICS = (
@@ -78,6 +91,7 @@ class Options:
     relay_timeout_s: float = 600
     gap_s: float = 0.5
     py_spy_dir: Path | None = None
+    redis_shards: int = 0  # hot-path Redis servers of the run's own (REDIS_SHARDS); 0: REDIS_URL
 
     @property
     def baseline_n(self) -> int:
@@ -108,15 +122,23 @@ def _median(values: list[Any]) -> float | None:
 class Sender:
     """The provider's Socket.IO client and what the measurement reads besides it."""
 
-    def __init__(self, system: System, opts: Options, token: str) -> None:
+    def __init__(
+        self, system: System, opts: Options, token: str, shard_pids: list[int] | None = None
+    ) -> None:
         self.system, self.opts, self.token = system, opts, token
         self.sio = socketio.AsyncClient(reconnection=False)
         self.redis = connect(redis_url(system.db))
         self.ledger = Ledger(self.redis, system.sim_url if "deriv" in opts.brokers else None)
         self.cpu = CpuMeter({})
+        self.shard_pids = shard_pids or []
+        # the hot path's Redis and tag per shard (core.shards): REDIS_URL alone, unsharded
+        urls = [u for u in system.env.get("REDIS_SHARDS", "").split(",") if u]
+        self.shards = [(connect(u), f"s{i}") for i, u in enumerate(urls)] or [(self.redis, "")]
 
     async def __aenter__(self) -> Sender:
-        self.cpu = CpuMeter(await _cpu_groups(self.system, self.redis))
+        groups = await _cpu_groups(self.system, self.redis)
+        groups.update({f"redis_shard_{i}": [pid] for i, pid in enumerate(self.shard_pids)})
+        self.cpu = CpuMeter(groups)
         await self.sio.connect(
             self.system.base_url,
             namespaces=["/provider"],
@@ -129,6 +151,9 @@ class Sender:
     async def __aexit__(self, *exc: object) -> None:
         await self.sio.disconnect()
         await self.ledger.close()
+        for client, tag in self.shards:
+            if tag:
+                await client.aclose()
         await self.redis.aclose()
 
     async def _wait_purchases(self, mark: Mark, expected: dict[str, int], until: float) -> None:
@@ -141,12 +166,16 @@ class Sender:
             await asyncio.sleep(POLL_S if time.monotonic() - started < 2 else POLL_S * 10)
 
     async def _results_drained(self) -> bool:
-        if not await self.redis.xlen(keys.RESULTS):
-            return True
-        for group in await self.redis.xinfo_groups(keys.RESULTS):
-            if group["name"] == keys.RESULTS_GROUP:
-                return bool(group["pending"] == 0 and group.get("lag") == 0)
-        return False
+        for client, tag in self.shards:
+            stream = keys.on_shard(tag, keys.RESULTS)
+            if not await client.xlen(stream):
+                continue
+            groups = [
+                g for g in await client.xinfo_groups(stream) if g["name"] == keys.RESULTS_GROUP
+            ]
+            if not groups or groups[0]["pending"] or groups[0].get("lag"):
+                return False
+        return True
 
     async def _wait_relay(self, emit_ms: float) -> float | None:
         """Until the hub has relayed (emitted and stored) every record so far: ms since emit."""
@@ -172,7 +201,8 @@ class Sender:
         signal_id = str(ack["signal_id"])
         expected = {b: int(n) for b, n in ack["fanout"]["by_broker"].items()}
         expand_ms = None
-        created = await self.redis.hget(keys.signal(signal_id), "created_ms")
+        home, tag = self.shards[0]
+        created = await home.hget(keys.on_shard(tag, keys.signal(signal_id)), "created_ms")
         if created is not None:
             expand_ms = int(created) - emit_ms
         elif "deadline_ms" in ack:
@@ -365,9 +395,11 @@ def _profiled_pids(system: System) -> dict[str, int]:
     return {**pids, **_workers(system)}
 
 
-async def _measure(system: System, opts: Options, seeded: Seeded) -> dict[str, Any]:
+async def _measure(
+    system: System, opts: Options, seeded: Seeded, shard_pids: list[int]
+) -> dict[str, Any]:
     out: dict[str, Any] = {}
-    async with Sender(system, opts, seeded.provider_token) as sender:
+    async with Sender(system, opts, seeded.provider_token, shard_pids) as sender:
         profiles = Profiles(opts.py_spy_dir, _profiled_pids(system)) if opts.py_spy_dir else None
         try:
             out["ours"] = await sender.signals(seeded.channel, f"N={seeded.channel.size}")
@@ -386,7 +418,16 @@ async def _measure(system: System, opts: Options, seeded: Seeded) -> dict[str, A
 
 
 def run(opts: Options) -> dict[str, Any]:
+    """One run; with ``opts.redis_shards`` its hot path on that many Redis servers of its own."""
+    ports = [free_port() for _ in range(opts.redis_shards)]
+    with redis_servers(ports, opts.log_dir / "redis-shards") as shard_pids:
+        return _run(opts, ports, shard_pids)
+
+
+def _run(opts: Options, shard_ports: list[int], shard_pids: list[int]) -> dict[str, Any]:
     env = {"PAPER_LATENCY_MS": str(opts.broker_latency_ms), "ACCESS_TOKEN_TTL_S": "86400"}
+    if shard_ports:
+        env["REDIS_SHARDS"] = ",".join(f"redis://127.0.0.1:{p}/0" for p in shard_ports)
     phases: dict[str, float] = {}
     for old_log in opts.log_dir.glob("*.log"):  # each process appends to its own
         old_log.unlink()
@@ -421,7 +462,7 @@ def run(opts: Options) -> dict[str, Any]:
             f"{phases['hub_start_s']:.1f} s, pools in {phases['pools_start_s']:.1f} s",
             flush=True,
         )
-        measured = asyncio.run(_measure(system, opts, seeded))
+        measured = asyncio.run(_measure(system, opts, seeded, shard_pids))
 
     result: dict[str, Any] = {
         "subscribers": opts.subscribers,
@@ -429,6 +470,7 @@ def run(opts: Options) -> dict[str, Any]:
         "workers_per_broker": opts.workers_per_broker,
         "broker_latency_ms": opts.broker_latency_ms,
         "signals": opts.signals,
+        "redis_shards": opts.redis_shards,
         **summarize(measured["ours"]),
         "rss_mb": measured["rss_mb"],
         "phases_s": {k: round(v, 1) for k, v in phases.items()},
@@ -454,6 +496,53 @@ def run(opts: Options) -> dict[str, Any]:
 
 
 # -- output ----------------------------------------------------------------------------------
+
+
+def shard_figures(result: dict[str, Any]) -> dict[str, Any]:
+    """What the hot path's Redis costs per copy, and the ceiling it sets, from a run's medians.
+
+    The CPU window is the emit until every record is relayed (the relay's reads of the results
+    streams are Redis work of the hot path too). ``redis_us_per_copy``: the hot path's Redis
+    CPU (every shard; unsharded, the one Redis, which also holds RQ and the paper ledger) per
+    copy; ``busiest_shard_us_per_copy``: the busiest shard's CPU per copy of the whole signal;
+    ``ceiling_per_s``: copies a second when that shard has one core to itself, 1 /
+    ``busiest_shard_us_per_copy``, which for an even split is K / (Redis CPU per copy).
+    """
+    cpu = result["cpu_s"]["until_relayed"]
+    copies = result["purchases"]["median"] or 0
+    shards = sorted(k for k in cpu if k.startswith("redis_shard_"))
+    hot = [cpu[k] or 0.0 for k in shards] or [cpu.get("redis") or 0.0]
+    out: dict[str, Any] = {
+        "shards": result["redis_shards"],
+        "copies": copies,
+        "copies_per_s": result["purchases_per_s"]["median"],
+        "last_purchase_ms": result["last_purchase_ms"]["median"],
+        "redis_cpu_s_by_shard": hot,
+        "main_redis_cpu_s": cpu.get("redis") if shards else None,
+    }
+    if copies:
+        out["redis_us_per_copy"] = _round(sum(hot) / copies * 1e6)
+        out["busiest_shard_us_per_copy"] = _round(max(hot) / copies * 1e6)
+        out["ceiling_per_s"] = _round(copies / max(hot), 0) if max(hot) else None
+    return out
+
+
+def shard_table(figures: list[dict[str, Any]]) -> str:
+    lines = [
+        "sharding (medians; Redis CPU from the emit until relayed):",
+        f"{'shards':>6} {'copies/s':>9} {'last ms':>8} {'Redis us/copy':>14} "
+        f"{'busiest shard us/copy':>22} {'ceiling/s':>10}  Redis CPU-s by shard (main)",
+    ]
+    for f in figures:
+        by_shard = ", ".join(f"{v:.2f}" for v in f["redis_cpu_s_by_shard"])
+        main = f" (main {f['main_redis_cpu_s']})" if f["main_redis_cpu_s"] is not None else ""
+        lines.append(
+            f"{f['shards']:>6} {_cell(f['copies_per_s']):>9} {_cell(f['last_purchase_ms']):>8} "
+            f"{_cell(f.get('redis_us_per_copy')):>14} "
+            f"{_cell(f.get('busiest_shard_us_per_copy')):>22} "
+            f"{_cell(f.get('ceiling_per_s')):>10}  {by_shard}{main}"
+        )
+    return "\n".join(lines)
 
 
 def table(result: dict[str, Any]) -> str:
@@ -519,7 +608,7 @@ def _cell(value: Any) -> str:
     return str(value)
 
 
-def parse(argv: list[str] | None = None) -> tuple[Options, bool]:
+def parse(argv: list[str] | None = None) -> tuple[Options, bool, list[int]]:
     parser = argparse.ArgumentParser(
         prog="python -m bench.fanout", description=__doc__.split("\n\n")[0] if __doc__ else None
     )
@@ -553,6 +642,11 @@ def parse(argv: list[str] | None = None) -> tuple[Options, bool]:
         help="record py-spy profiles (raw collapsed stacks) of the hub, each worker and the "
         "simulator during our signals into DIR",
     )  # fmt: skip
+    parser.add_argument(
+        "--redis-shards", default="", metavar="K[,K...]",
+        help="run once per K with the hot path on K Redis servers of its own (REDIS_SHARDS; 0: "
+        "on REDIS_URL, unsharded) and compare Redis CPU per copy and the projected ceiling",
+    )  # fmt: skip
     parser.add_argument("--json", action="store_true", help="end with one JSON object line")
     a = parser.parse_args(argv)
     brokers = [b.strip() for b in a.brokers.split(",") if b.strip()]
@@ -578,15 +672,33 @@ def parse(argv: list[str] | None = None) -> tuple[Options, bool]:
         relay_timeout_s=a.relay_timeout_s,
         py_spy_dir=a.py_spy,
     )
-    return opts, a.json
+    try:
+        shards = [int(k) for k in a.redis_shards.split(",") if k.strip()]
+    except ValueError:
+        parser.error("--redis-shards: comma-separated numbers of shards, e.g. 1,3")
+    if any(k < 0 for k in shards):
+        parser.error("--redis-shards: 0 (unsharded) or more")
+    return opts, a.json, shards
 
 
 def main(argv: list[str] | None = None) -> None:
-    opts, as_json = parse(argv)
-    result = run(opts)
-    print(table(result), flush=True)
+    opts, as_json, shards = parse(argv)
+    if not shards:
+        result = run(opts)
+        print(table(result), flush=True)
+        if as_json:
+            print(json.dumps(result, separators=(",", ":")), flush=True)
+        return
+    results = []
+    for k in shards:
+        print(f"-- the hot path on {k or 'no'} shard(s) of its own", flush=True)
+        result = run(replace(opts, redis_shards=k))
+        print(table(result), flush=True)
+        results.append(result)
+    figures = [shard_figures(r) for r in results]
+    print(shard_table(figures), flush=True)
     if as_json:
-        print(json.dumps(result, separators=(",", ":")), flush=True)
+        print(json.dumps({"runs": results, "sharding": figures}, separators=(",", ":")), flush=True)
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -223,3 +224,29 @@ def running_system(db: int, log_dir: Path, **env: str) -> Iterator[System]:
         yield system
     finally:
         system.stop()
+
+
+@contextmanager
+def redis_servers(ports: list[int], workdir: Path, *extra: str) -> Iterator[list[int]]:
+    """``redis-server`` on each of ``ports`` (loopback, nothing saved), stopped after; yields
+    their process ids (the benchmark reads their CPU time)."""
+    shutil.rmtree(workdir, ignore_errors=True)
+    procs = []
+    try:
+        for port in ports:
+            home = workdir / str(port)
+            home.mkdir(parents=True)
+            argv = ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+                    "--appendonly", "no", "--dir", str(home), *extra]  # fmt: skip
+            with (home / "log").open("w") as log:
+                procs.append(subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT))
+        for port in ports:
+            client = redis.Redis(port=port)
+            wait_until(lambda c=client: c.ping(), timeout=10, what=f"redis on {port}")
+            client.close()
+        yield [proc.pid for proc in procs]
+    finally:
+        for proc in procs:
+            proc.terminate()
+        for proc in procs:
+            proc.wait(timeout=10)

@@ -11,12 +11,10 @@ claims on the last shard has them recovered by the reaper.
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any
 
 import orjson
@@ -29,54 +27,13 @@ from core.shards import cluster_tags, shard_index
 from tests.chaos import CHAOS_ENV, Chaos, signal_to
 from tests.client import Api, User
 from tests.conftest import LOG_DIR, UNIT_DB
-from tests.procs import System, children, running_system, wait_until
+from tests.procs import System, children, redis_servers, running_system, wait_until
 
 SHARDS = 3
 SHARD_DB = UNIT_DB + 4  # module by module, as test_admin and test_demo do
 BASE_PORT = int(os.environ.get("TEST_SHARD_PORT", "6441"))
 
 pytestmark = pytest.mark.timeout(180)
-
-
-@contextmanager
-def redis_servers(ports: list[int], workdir: Path, *extra: str) -> Iterator[None]:
-    """``redis-server`` on each of ``ports`` (loopback, nothing saved), stopped after."""
-    shutil.rmtree(workdir, ignore_errors=True)
-    procs = []
-    try:
-        for port in ports:
-            home = workdir / str(port)
-            home.mkdir(parents=True)
-            procs.append(
-                subprocess.Popen(
-                    [
-                        "redis-server",
-                        "--port",
-                        str(port),
-                        "--bind",
-                        "127.0.0.1",
-                        "--save",
-                        "",
-                        "--appendonly",
-                        "no",
-                        "--dir",
-                        str(home),
-                        *extra,
-                    ],
-                    stdout=(home / "log").open("w"),
-                    stderr=subprocess.STDOUT,
-                )
-            )
-        for port in ports:
-            client = sync_redis.Redis(port=port)
-            wait_until(lambda c=client: c.ping(), timeout=10, what=f"redis on {port}")
-            client.close()
-        yield
-    finally:
-        for proc in procs:
-            proc.terminate()
-        for proc in procs:
-            proc.wait(timeout=10)
 
 
 @contextmanager
