@@ -11,11 +11,12 @@ run may have happened (:mod:`core.connections`). A repeated claim leaves the fir
 writes nothing.
 
 On Redis Cluster a script may only touch keys of one slot. Every key is declared, and the keys of
-one signal share its tag, but most scripts still join a signal's keys with its channel's (the
-expansion, cancel), a worker's (claim, the gate, finish, release) or the global ``results``,
-``active``, ``scheduled`` and ``orphans``; only :func:`make_spares` and :func:`take_due` are one
-slot today. Sharding (issue 16) has to give those global keys a tag per shard, place a channel's
-signals with its directory and a worker's claims with the signals it drains.
+one signal share its tag, but most scripts join a signal's keys with its channel's (the expansion,
+cancel), a worker's (claim, the gate, finish, release) or the global ``results``, ``active``,
+``scheduled`` and ``orphans``. So the hot path is sharded by shard, not by signal
+(:mod:`core.shards`): a binding given a :class:`~core.shards.Shard` instead of a Redis runs its
+script on that shard with every key under the shard's tag (one slot), and a signal over several
+shards is expanded in three steps (:func:`expand_sharded`).
 """
 
 from __future__ import annotations
@@ -58,8 +59,9 @@ class Script:
 
     async def __call__(self, target: Target, keys: Sequence[str], args: Iterable[Any] = ()) -> Any:
         """Run on ``target``; on a shard, each key is that shard's (:func:`core.keys.on_shard`)."""
-        redis = _shard(target).redis
-        keys = [_shard(target).key(k) for k in keys]
+        redis = target.redis if isinstance(target, Shard) else target
+        if isinstance(target, Shard) and target.tag:
+            keys = [target.key(k) for k in keys]
         try:
             return await redis.evalsha(self.sha, len(keys), *keys, *args)
         except NoScriptError:
