@@ -8,6 +8,7 @@ import pytest
 from redis.asyncio import Redis
 
 from core import keys
+from core.shards import Shard, Shards
 from signal_hub import directory
 from signal_hub.directory import Directory
 from signal_hub.embedded_store import EmbeddedDatabase
@@ -93,6 +94,47 @@ async def test_rebuild_writes_what_the_hub_writes_and_drops_stale_members(
     assert await snapshot(redis) == expected
     assert await redis.scard(keys.directory(first, "paper")) == 4  # of its 7, 3 are on deriv
     assert await store.subscriptions.count_documents({"channel_id": "gone"}) == 1
+
+
+async def test_a_sharded_directory_is_split_by_account(redis: Redis) -> None:
+    """Over two shards (``core.shards``; here on one server, apart by their tags), the hub's own
+    writes and the rebuild agree, and a subscription's entry and set membership, with a copy of
+    its account's entry, are on its account's shard only; the channel entry is on both."""
+    store, chans = await seeded_store(channels=4, subscribers=25)
+    shards = Shards((Shard(redis, "s0", 0), Shard(redis, "s1", 1)))
+    hub = Directory(redis, store, BROKERS, shards)
+    for account in await store.broker_accounts.find({}).to_list():
+        await hub.put_account(account)
+    for channel in chans:
+        await hub.put_channel(channel)
+    subs = await store.subscriptions.find({"channel_id": {"$ne": "gone"}}).to_list()
+    for sub in subs:
+        await hub.put_subscription(sub)
+    expected = await snapshot(redis)
+    await redis.flushdb()
+    stale = shards[1].key(keys.directory(chans[0]["_id"], "paper"))
+    await redis.sadd(stale, "unsubscribed")
+    assert await hub.rebuild() == {"channels": 4, "accounts": 25, "subscriptions": 25}
+    assert await snapshot(redis) == expected
+
+    assert {shards.of_account(s["broker_account_id"]).index for s in subs} == {0, 1}
+    for sub in subs:
+        mine = shards.of_account(sub["broker_account_id"])
+        other = shards[1 - mine.index]
+        entries, members = (
+            keys.subscriptions(sub["channel_id"]),
+            keys.directory(sub["channel_id"], sub["broker"]),
+        )
+        assert await redis.hexists(mine.key(entries), sub["_id"])
+        assert await redis.sismember(mine.key(members), sub["_id"])
+        assert not await redis.hexists(other.key(entries), sub["_id"])
+        assert not await redis.sismember(other.key(members), sub["_id"])
+        account = keys.accounts(sub["broker"])
+        assert await redis.hexists(mine.key(account), sub["broker_account_id"])
+        assert await redis.hexists(account, sub["broker_account_id"])  # the full one, REDIS_URL's
+    for channel in chans:
+        assert all([await redis.exists(s.key(keys.channel(channel["_id"]))) for s in shards])
+    assert not await redis.exists(keys.channel(chans[0]["_id"]))  # no untagged copy
 
 
 async def test_rebuild_of_an_emptied_channel_and_an_empty_store(redis: Redis) -> None:
