@@ -251,10 +251,16 @@ async def make_spares(redis: Target, channel_id: str, brokers: Sequence[str]) ->
 
 
 async def cancel(
-    redis: Target, *, signal_id: str, channel_id: str, sender_id: str, brokers: Sequence[str]
+    redis: Target,
+    *,
+    signal_id: str,
+    channel_id: str,
+    sender_id: str,
+    brokers: Sequence[str],
+    publish: bool = True,
 ) -> tuple[Literal["ok", "err"], Any]:
     """``('ok', how many purchases that stopped)`` or ``('err', code)``; the same again when
-    asked again."""
+    asked again. ``publish``: the ``cancelled`` status record (the home shard's, once)."""
     status, value = await _CANCEL(
         redis,
         [
@@ -267,7 +273,7 @@ async def cancel(
             keys.subscriptions(channel_id),
             *[k for b in brokers for k in (keys.directory(channel_id, b), keys.work(signal_id, b))],
         ],
-        [signal_id, sender_id, *brokers],
+        [signal_id, sender_id, "1" if publish else "0", *brokers],
     )
     return status, value
 

@@ -91,7 +91,7 @@ class Canceller:
         for shard in self.shards.all[1:]:
             part, n = await scripts.cancel(
                 shard, signal_id=signal_id, channel_id=channel_id, sender_id=sender_id,
-                brokers=self.brokers,
+                brokers=self.brokers, publish=False,
             )  # fmt: skip
             if part == "ok":
                 total += int(n)

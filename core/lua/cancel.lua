@@ -3,8 +3,9 @@
 -- waiting in a work set ``skipped``/``cancelled``, once; count the claimed-but-unsent ones, which
 -- the gate will turn away. A scheduled signal never fans out; its count is the channel's now.
 -- KEYS: sig:{S}, state:{S}, results, active, scheduled, chan:{C}, subs:{C}, then per broker
---   (ARGV[3..]) dir:{C}:b and work:{S}:b.
--- ARGV: signal_id, sender_id, brokers...
+--   (ARGV[4..]) dir:{C}:b and work:{S}:b.
+-- ARGV: signal_id, sender_id, publish ('1': the status record; '0' on a shard other than the
+--   home one, core/shards.py, so that it is published once), brokers...
 -- Returns {'ok', cancellable} or {'err', code}; asking again gives the same answer.
 local signal_id, sender_id = ARGV[1], ARGV[2]
 local s = hash_of(redis.call('HGETALL', KEYS[1]))
@@ -24,13 +25,13 @@ local cancelled = 0
 local k = {state = KEYS[2], subs = KEYS[7], results = KEYS[3]}
 if redis.call('ZREM', KEYS[5], signal_id) == 1 then
   -- not fanned out yet: every subscriber the channel has now would have been bought for
-  for i = 1, #ARGV - 2 do
+  for i = 1, #ARGV - 3 do
     cancelled = cancelled + redis.call('SCARD', KEYS[6 + 2 * i])
   end
 else
   local now = now_ms()
-  for i = 1, #ARGV - 2 do
-    local broker, work = ARGV[2 + i], KEYS[7 + 2 * i]
+  for i = 1, #ARGV - 3 do
+    local broker, work = ARGV[3 + i], KEYS[7 + 2 * i]
     local ids = redis.call('SMEMBERS', work)
     redis.call('DEL', work)
     redis.call('ZREM', KEYS[4], signal_id .. '|' .. broker)
@@ -43,6 +44,8 @@ else
   end
 end
 redis.call('HSET', KEYS[1], 'cancellable', cancelled)
-redis.call('XADD', KEYS[3], '*', 'kind', 'signal_status',
-  'data', cjson.encode({signal_id = signal_id, channel_id = s.channel_id, status = 'cancelled'}))
+if ARGV[3] == '1' then
+  redis.call('XADD', KEYS[3], '*', 'kind', 'signal_status',
+    'data', cjson.encode({signal_id = signal_id, channel_id = s.channel_id, status = 'cancelled'}))
+end
 return {'ok', cancelled}
