@@ -251,6 +251,8 @@ class Reaper:
                 if previous != size:
                     since = now
                 elif now - since >= self.settings.redrive_stall_ms:
+                    if await self._never_acknowledged(signal_id):
+                        continue  # its expansion's hub died before the ack: expire, never buy
                     with logger.contextualize(signal_id=signal_id, broker=broker):
                         logger.warning("work of {} stalled at {}: redriving", signal_id, size)
                     await self.dispatcher.dispatch(
@@ -260,6 +262,16 @@ class Reaper:
                     since = now
                 sizes[(shard.index, member)] = (size, since)
         self._sizes = sizes
+
+    async def _never_acknowledged(self, signal_id: str) -> bool:
+        """A sharded signal still ``expanding`` on its home shard: the hub died between the
+        steps of its expansion (``core.scripts.expand_sharded``), no one was told of it, so its
+        fanned-out shards' work must not be bought (a resend completes it; else it expires)."""
+        if not self.shards.sharded:
+            return False
+        home = self.shards.home
+        status = await home.redis.hget(home.key(keys.signal(signal_id)), "status")
+        return bool(status == "expanding")
 
     async def close(self) -> None:
         for adapter in self._adapters.values():

@@ -15,15 +15,18 @@ import signal
 import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from typing import Any
 
 import orjson
 import pytest
 import redis as sync_redis
+from redis.asyncio import Redis
 from redis.cluster import RedisCluster
 
-from core import keys
-from core.shards import cluster_tags, shard_index
+from core import keys, scripts
+from core.scripts import NewSignal
+from core.shards import Shard, Shards, cluster_tags, shard_index
 from tests.chaos import CHAOS_ENV, Chaos, signal_to
 from tests.client import Api, User
 from tests.conftest import LOG_DIR, UNIT_DB
@@ -221,3 +224,42 @@ async def test_a_cancel_reaches_every_shard(
     assert verdict.ok and verdict.records == 6, verdict
     assert verdict.statuses == {"skipped/cancelled": 6}
     assert again["cancellable"] == 6
+
+
+async def test_a_resend_completes_an_expansion_whose_hub_died(
+    redis: Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Over two shards (here one server, apart by their tags): the hub dies after the shards
+    fanned out, before the ack. The signal stays ``expanding`` (the reaper redrives none of it);
+    a resend with the same client id completes that signal, not a second one, and then gets the
+    first answer."""
+    shards = Shards((Shard(redis, "s0", 0), Shard(redis, "s1", 1)))
+    channel = {"id": "c1", "senders": ["prov"], "max_signal_delay_ms": 2000, "assets": None}
+    for shard in shards:
+        await redis.set(shard.key(keys.channel("c1")), orjson.dumps(channel))
+        await redis.sadd(
+            shard.key(keys.directory("c1", "paper")), *[f"{shard.index}-{i}" for i in range(3)]
+        )
+    new = NewSignal("sig1", "c1", "prov", "EURUSD", "CALL", 60, "client-1")
+
+    async def died(*args: Any) -> Any:
+        raise ConnectionError("the hub died")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(scripts, "_EXPAND_DONE", died)
+        with pytest.raises(ConnectionError):
+            await scripts.expand_sharded(shards, new, ["paper"])
+    home = shards.home
+    assert await redis.hget(home.key(keys.signal("sig1")), "status") == "expanding"
+    assert [await redis.scard(s.key(keys.work("sig1", "paper"))) for s in shards] == [3, 3]
+
+    resent = await scripts.expand_sharded(shards, replace(new, signal_id="sig2"), ["paper"])
+    status, body = resent.answer
+    assert status == "ok" and orjson.loads(body)["signal_id"] == "sig1"
+    assert orjson.loads(body)["fanout"] == {"total": 6, "by_broker": {"paper": 6}}
+    assert resent.by_shard == {0: {"paper": 3}, 1: {"paper": 3}}
+    assert await redis.hget(home.key(keys.signal("sig1")), "status") == "active"
+    assert not await redis.exists(home.key(keys.signal("sig2")))
+    again = await scripts.expand_sharded(shards, replace(new, signal_id="sig3"), ["paper"])
+    assert again.answer == ("dup", body)
+    assert await redis.xlen(home.key(keys.RESULTS)) == 1  # the signal's record, once
