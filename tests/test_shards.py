@@ -156,6 +156,10 @@ async def test_a_signal_reaches_every_subscriber_on_every_shard_once(
     assert work_left(deployment, ack["signal_id"]) == [0, 0, 0]
     signal = api.ok("GET", f"/api/signals/{ack['signal_id']}", chaos.provider)
     assert signal["counts"]["placed"] == 9
+    ready = api.ok("GET", "/readyz")
+    assert {ready["checks"][f"redis_shard_{i}"] for i in range(SHARDS)} == {"ok"}
+    gauges = api.call("GET", "/metrics").text  # read over every shard
+    assert 'ctc_pending_work{broker="paper"} 0.0' in gauges
 
 
 async def test_a_resend_gets_the_first_answer(

@@ -8,6 +8,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from core import keys
 from signal_hub.api.common import hub_of
 from signal_hub.metrics import CONTENT_TYPE, exposition
 
@@ -18,7 +19,7 @@ async def healthz(request: Request) -> JSONResponse:
 
 
 async def readyz(request: Request) -> JSONResponse:
-    """Readiness: Redis and the store answer."""
+    """Readiness: Redis (and every hot-path shard, when sharded) and the store answer."""
     hub = hub_of(request)
     checks: dict[str, str] = {}
     try:
@@ -26,6 +27,14 @@ async def readyz(request: Request) -> JSONResponse:
         checks["redis"] = "ok"
     except Exception as exc:
         checks["redis"] = f"unreachable: {type(exc).__name__}"
+    if hub.shards.sharded:  # a read of a key of the shard reaches the server (or master) holding it
+        for shard in hub.shards:
+            name = f"redis_shard_{shard.index}"
+            try:
+                await shard.redis.exists(shard.key(keys.ACTIVE))
+                checks[name] = "ok"
+            except Exception as exc:
+                checks[name] = f"unreachable: {type(exc).__name__}"
     try:
         await hub.store.ping()
         checks["store"] = "ok"
