@@ -692,7 +692,8 @@ def main(argv: list[str] | None = None) -> None:
     results = []
     for k in shards:
         print(f"-- the hot path on {k or 'no'} shard(s) of its own", flush=True)
-        result = run(replace(opts, redis_shards=k))
+        # the RQ-alone baseline reads the unsharded directory: only with K = 0
+        result = run(replace(opts, redis_shards=k, no_baseline=opts.no_baseline or k > 0))
         print(table(result), flush=True)
         results.append(result)
     figures = [shard_figures(r) for r in results]

@@ -133,6 +133,11 @@ class WorkerRuntime:
     @contextmanager
     def on_shard(self, index: int) -> Iterator[ClaimBook]:
         """Within: :attr:`claims` is shard ``index``'s (for this task and those it starts)."""
+        if not 0 <= index < len(self._books):
+            raise ValueError(
+                f"a drain job names shard {index}, this worker has {len(self._books)}: every "
+                "process needs the same REDIS_SHARDS / REDIS_CLUSTER"
+            )
         token = _shard_index.set(index)
         try:
             yield self._books[index]
