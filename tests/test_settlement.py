@@ -14,11 +14,12 @@ from starlette.datastructures import Secret
 from broker_workers.accounts import AccountBook
 from broker_workers.adapters.base import Account, Outcome, TemporaryBrokerError
 from broker_workers.settlement import Settler
-from core import keys
-from core.clock import now_ms
+from core import keys, scripts
+from core.clock import now_ms, utc_day
 from core.crypto import CredentialsBox
 from core.records import settlement_failure_document
 from core.settings import DEV_CREDENTIALS_KEY
+from core.shards import Shard
 from signal_hub.relay import records_of
 
 KEY = Secret(DEV_CREDENTIALS_KEY.decode())
@@ -95,3 +96,26 @@ async def test_a_trade_whose_account_is_gone_ends_at_once(redis: Redis) -> None:
     await s.settle(member)
     [(kind, record)] = await published(redis)
     assert (kind, record["reason"]) == ("settlement_failed", "account_gone")
+
+
+async def test_settled_on_its_shard(redis: Redis) -> None:
+    """On a hot-path shard (``core.shards``; here a tag on the same server) the settle queue, the
+    record and the day's loss are that shard's keys; the account is read from ``REDIS_URL``'s."""
+    shard = Shard(redis, "s1", 1)
+    member = orjson.dumps({"trade_id": "s1-sub1", "signal_id": "s1", "channel_id": "c1",
+                           "subscription_id": "sub1", "subscriber_id": "u1",
+                           "account_id": "a1", "contract_id": "k1", "stake": 5.0,
+                           "due_ms": now_ms()}).decode()  # fmt: skip
+    await redis.zadd(shard.key(keys.settle_queue("paper")), {member: now_ms()})
+    s = await settler(redis, Broker(Outcome("k1", "lost", Decimal("-5"), now_ms())))
+    s = Settler(shard, "paper", s.adapter, s.accounts)
+    assert await scripts.take_due(
+        shard, schedule=keys.settle_queue("paper"), limit=5, lease_ms=1000
+    ) == [member]
+    await s.settle(member)
+    entries: Any = await redis.xrange(shard.key(keys.RESULTS))
+    assert [f["kind"] for _, f in entries] == ["settlement"]
+    assert not await redis.exists(keys.RESULTS)
+    assert not await redis.zcard(shard.key(keys.settle_queue("paper")))
+    day = await redis.hgetall(shard.key(keys.daily("sub1", utc_day(now_ms()))))
+    assert float(day["loss"]) == 5.0
