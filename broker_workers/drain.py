@@ -1,7 +1,8 @@
 """The drain job: pop subscribers of one signal in batches, process, gate, send, finish.
 
 One RQ job per (signal, broker, worker) - not per subscriber. Inside it, several lanes each loop
-claim -> :func:`process` -> :func:`gate` -> :func:`send` -> finish until the work set is empty, so
+claim -> :func:`process` -> :func:`gate` -> :func:`durable` -> :func:`send` -> finish until the
+work set is empty, so
 broker round trips overlap and a batch costs a handful of Redis calls whatever its size. Each
 phase ends some subscribers (a :class:`~broker_workers.process.Refusal`, or the broker's answer)
 and hands the rest on.
@@ -45,6 +46,7 @@ from broker_workers.process import (
     precheck,
     stake_for,
 )
+from broker_workers.replication import hold, replicated
 from broker_workers.runtime import WorkerRuntime, current, set_current
 from broker_workers.settings import get_settings
 from core import keys, scripts
@@ -171,6 +173,7 @@ async def handle_batch(rt: WorkerRuntime, signal: SignalInfo, claims: list[Claim
     ended: list[Terminal] = []
     staked = await process(rt, signal, claims, ended)
     orders = await gate(rt, signal, staked, ended)
+    orders = await durable(rt, signal, orders)
     ended += await send(rt, signal, orders)
     return await _with_retries(lambda: rt.claims.finish(signal.signal_id, ended))
 
@@ -227,6 +230,30 @@ async def gate(
         # "lost": the claim is no longer ours; whoever holds it records it.
     await rt.faults.reached("after_gate")
     return orders
+
+
+async def durable(
+    rt: WorkerRuntime, signal: SignalInfo, orders: list[tuple[Claimed, Order]]
+) -> list[tuple[Claimed, Order]]:
+    """The orders whose sending mark replicas confirmed (``REDIS_WAIT_REPLICAS``); none when
+    they did not: those stay marked, unsent, for the reaper (:mod:`broker_workers.replication`)."""
+    if not orders:
+        return orders
+    settings = rt.settings
+    if await replicated(
+        rt.redis, rt.worker_id, settings.redis_wait_replicas, settings.redis_wait_ms
+    ):
+        return orders
+    held = [claim.subscription_id for claim, _ in orders]
+    logger.warning(
+        "no {} replica(s) confirmed the mark within {} ms: {} orders of {} held back",
+        settings.redis_wait_replicas,
+        settings.redis_wait_ms,
+        len(held),
+        signal.signal_id,
+    )
+    await hold(rt.redis, signal.signal_id, held)
+    return []
 
 
 async def send(
