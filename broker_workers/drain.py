@@ -60,6 +60,9 @@ T = TypeVar("T")
 # Pauses between asking the broker again about a purchase whose answer was lost (a broker that
 # lost the answer is often back within a second or two; after these, the reaper takes over).
 RECONCILE_WAITS_S = (0.1, 0.2, 0.4, 0.8, 1.0)
+# Pauses before releasing again a drain's leftovers that no replica confirmed (``_release``): long
+# enough together for Sentinel to promote a replica and for the new master to get one.
+RELEASE_CONFIRM_WAITS_S = (0.25, 0.5, 1.0, 1.0, 2.0, 2.0, 2.0, 2.0)
 
 
 def drain_job(signal_id: str, broker: str) -> int:
@@ -115,19 +118,37 @@ async def _drain(rt: WorkerRuntime, signal_id: str) -> int:
                 logger.opt(exception=result).error("a drain lane of {} failed", signal_id)
             else:
                 written += result
-        redrive = await _with_retries(
-            lambda: scripts.release(
-                rt.redis,
-                worker_id=rt.worker_id,
-                only_if_dead=False,
-                send_margin_ms=rt.settings.send_margin_ms,
-                reconcile_after_ms=rt.settings.reconcile_after_ms,
-                signal_id=signal_id,
-            )
-        )
+        redrive = await _release(rt, signal_id)
         if not redrive or rt.stopping:
             return written
         logger.warning("re-draining {} claims left of {}", len(redrive), signal_id)
+
+
+async def _release(rt: WorkerRuntime, signal_id: str) -> list[tuple[str, str]]:
+    """Release what this drain still holds of the signal. With ``REDIS_WAIT_REPLICAS`` set, until
+    a replica has the release too: one acknowledged by a master that then died would leave this
+    worker's claims on the promoted replica, held by a live worker that no longer drains them,
+    which no reaper takes. Releasing again is safe (the script only touches what is still ours)
+    and, after a failover, runs on the new master (:data:`RELEASE_CONFIRM_WAITS_S`)."""
+
+    def release() -> Awaitable[list[tuple[str, str]]]:
+        return scripts.release(
+            rt.redis,
+            worker_id=rt.worker_id,
+            only_if_dead=False,
+            send_margin_ms=rt.settings.send_margin_ms,
+            reconcile_after_ms=rt.settings.reconcile_after_ms,
+            signal_id=signal_id,
+        )
+
+    redrive = await _with_retries(release)
+    replicas, wait_ms = rt.settings.redis_wait_replicas, rt.settings.redis_wait_ms
+    for wait_s in RELEASE_CONFIRM_WAITS_S if replicas else ():
+        if await replicated(rt.redis, rt.worker_id, replicas, wait_ms):
+            break
+        await asyncio.sleep(wait_s)
+        redrive += await _with_retries(release)
+    return redrive
 
 
 async def _lane(rt: WorkerRuntime, signal_id: str, channel_id: str) -> int:

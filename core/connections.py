@@ -31,6 +31,8 @@ from redis.backoff import ExponentialWithJitterBackoff
 from redis.connection import HiredisRespSerializer
 from redis.exceptions import ConnectionError, DataError, TimeoutError
 from redis.sentinel import Sentinel as SyncSentinel
+from redis.sentinel import SentinelConnectionPool as SyncSentinelConnectionPool
+from redis.sentinel import SentinelManagedConnection as SyncSentinelManagedConnection
 
 HEALTH_CHECK_S = 2
 RETRIES = 5
@@ -189,8 +191,29 @@ class RQRedis(SyncRedis):
     for a Sentinel master carry the parent's sentinel lookup, so each worker still finds the
     current master on every new connection."""
 
+    def __init__(self, *args: Any, connection_pool: Any = None, **kwargs: Any) -> None:
+        if (
+            connection_pool is not None
+            and not isinstance(connection_pool, SyncSentinelConnectionPool)
+            and issubclass(connection_pool.connection_class, SyncSentinelManagedConnection)
+        ):  # a worker forked by ``rq worker-pool``: a Sentinel pool of its own again
+            pool_kwargs = dict(connection_pool.connection_kwargs)
+            parent = pool_kwargs.pop("connection_pool")
+            connection_pool = SyncSentinelConnectionPool(
+                parent.service_name,
+                parent.sentinel_manager,
+                connection_class=connection_pool.connection_class,
+                **pool_kwargs,
+            )
+        kwargs["connection_pool"] = connection_pool
+        super().__init__(*args, **kwargs)
+
     @classmethod
     def from_url(cls, url: str, **kwargs: Any) -> RQRedis:
+        if not is_sentinel(url):
+            plain = super().from_url(url, **kwargs)
+            assert isinstance(plain, RQRedis)
+            return plain
         client = sync_redis_client(url, cls, **kwargs)
         assert isinstance(client, RQRedis)
         return client

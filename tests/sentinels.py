@@ -5,12 +5,14 @@ The nodes use the failover helper's port range: Redis from ``TEST_FAILOVER_PORT`
 sentinels from ``TEST_SENTINEL_PORT`` (26400); CI, where nothing else runs, can keep the
 defaults. Nothing is persisted (no RDB, no AOF): a killed master loses whatever it had not yet
 sent to a replica, which is the point. Sentinel's timers are short (``down-after-milliseconds``
-400, ``failover-timeout`` 2000) so that a failover takes about a second.
+1000, ``failover-timeout`` 2000) so that a failover takes two or three seconds; 400 ms made a
+loaded machine's sentinels take the new master for dead and fail over a second time.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 from dataclasses import dataclass, field
@@ -25,7 +27,7 @@ REDIS_BASE_PORT = int(os.environ.get("TEST_FAILOVER_PORT", "6400"))
 SENTINEL_BASE_PORT = int(os.environ.get("TEST_SENTINEL_PORT", "26400"))
 HOST = "127.0.0.1"
 SERVICE = "ctc"
-DOWN_AFTER_MS = 400
+DOWN_AFTER_MS = 1000
 FAILOVER_TIMEOUT_MS = 2000
 
 
@@ -82,7 +84,8 @@ class SentinelGroup:
         return f"redis+sentinel://{auth}{hosts}/{db}/{SERVICE}"
 
     def start(self) -> SentinelGroup:
-        self.workdir.mkdir(parents=True, exist_ok=True)
+        shutil.rmtree(self.workdir, ignore_errors=True)  # no RDB of an earlier run to load
+        self.workdir.mkdir(parents=True)
         master, *replicas = self.redis_ports
         self.nodes[master] = start_redis(master, self.workdir)
         for port in replicas:
@@ -130,23 +133,26 @@ class SentinelGroup:
         return ports.pop()
 
     def wait_replicated(self, master: int, timeout: float = 20) -> None:
-        """Until every replica is online and caught up with ``master``."""
+        """Until every replica of ``master`` is online (its first full sync done)."""
 
         def caught_up() -> bool:
             info = self.nodes[master].client().info("replication")
             if info.get("role") != "master" or info.get("connected_slaves", 0) < self.replicas:
                 return False
-            offset = int(info["master_repl_offset"])
             lines = [info[f"slave{i}"] for i in range(self.replicas)]
-            return all(r["state"] == "online" and int(r["offset"]) >= offset for r in lines)
+            return all(r["state"] == "online" for r in lines)  # the full sync is done
 
-        wait_until(caught_up, timeout=timeout, what=f"replicas of {master} in sync")
+        wait_until(caught_up, timeout=timeout, what=f"replicas of {master} online")
 
-    def pause_replicas(self) -> None:
-        """Stop every replica (SIGSTOP): the master's writes from now on reach none of them."""
+    def cut_replicas(self) -> None:
+        """Stop every replica (SIGSTOP) and drop its link on the master: the master's writes
+        from now on reach none of them. (Stopped alone, a replica would still find them in its
+        socket's buffer when it runs again.)"""
+        master = self.master_port()
         for port, node in self.nodes.items():
-            if port != self.master_port():
+            if port != master:
                 os.kill(node.popen.pid, signal.SIGSTOP)
+        self.nodes[master].client().client_kill_filter(_type="replica")
 
     def resume_replicas(self) -> None:
         for node in self.nodes.values():
@@ -198,5 +204,6 @@ class SentinelGroup:
 def start_ledger(workdir: Path) -> Node:
     """The paper broker's own Redis (the port after the group's): a broker's books do not fail
     over with the hot path's Redis, so a purchase the failover would lose is still counted."""
-    workdir.mkdir(parents=True, exist_ok=True)
+    shutil.rmtree(workdir, ignore_errors=True)
+    workdir.mkdir(parents=True)
     return start_redis(REDIS_BASE_PORT + 9, workdir)
