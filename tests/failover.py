@@ -23,6 +23,7 @@ subscribers twice there (``bench.failover --wait-replicas 0``).
 from __future__ import annotations
 
 import asyncio
+import json
 import signal
 import time
 from collections.abc import Iterator
@@ -97,6 +98,22 @@ class Failover:
     def bought(self, signal_id: str) -> int:
         return sum(self.chaos.purchases(signal_id).values())
 
+    def last_purchase_ms(self, signal_id: str) -> float | None:
+        """The brokers' own time of the signal's last purchase (ms since the epoch): the paper
+        ledger's ``bought_ms``, the simulator's ``time``."""
+        times = [
+            float(c["bought_ms"])
+            for c in map(json.loads, self.chaos.ledger.hvals("paper:contracts"))
+            if str(c.get("client_order_id", "")).startswith(f"{signal_id}-")
+        ]
+        made = httpx.get(f"{self.chaos.system.sim_url}/_sim/purchases", timeout=10).json()
+        times += [
+            float(p["time"])
+            for p in made["purchases"]
+            if (p.get("passthrough") or {}).get("signal_id") == signal_id
+        ]
+        return max(times) if times else None
+
     def run_once(self) -> Run:
         ack = asyncio.run(self._send())
         signal_id, counted = str(ack["signal_id"]), int(ack["fanout"]["total"])
@@ -149,25 +166,34 @@ def _wait_registered(url: str, brokers: list[str]) -> None:
 
 @contextmanager
 def failover_system(
-    workdir: Path, subscribers: int = 300, db: int = 0, wait_replicas: int = 1
+    workdir: Path,
+    subscribers: int = 300,
+    db: int = 0,
+    wait_replicas: int = 1,
+    broker_latency_ms: int = BROKER_LATENCY_MS,
+    deadline_ms: int = DEADLINE_MS,
+    **settings: str,
 ) -> Iterator[Failover]:
-    """Everything of the harness running; all of it stopped after."""
+    """Everything of the harness running (``settings`` over :data:`FAILOVER_ENV`); all of it
+    stopped after."""
     group = SentinelGroup(workdir / "redis").start()
     ledger = start_ledger(workdir / "ledger")
     try:
         env = {
             **FAILOVER_ENV,
+            "PAPER_LATENCY_MS": str(broker_latency_ms),
+            **settings,
             "REDIS_URL": group.url(db),
             "PAPER_REDIS_URL": f"redis://{HOST}:{ledger.port}/0",
             "REDIS_WAIT_REPLICAS": str(wait_replicas),
         }
         with running_system(db, workdir / "logs", **env) as system:
             system.start_deriv_sim()
-            faults = {"latency_ms": BROKER_LATENCY_MS}
+            faults = {"latency_ms": broker_latency_ms}
             httpx.post(f"{system.sim_url}/_sim/faults", json=faults).raise_for_status()
             seeded = asyncio.run(
                 seed_store(
-                    load_settings(system.env), subscribers, ["paper", "deriv"], 0, DEADLINE_MS
+                    load_settings(system.env), subscribers, ["paper", "deriv"], 0, deadline_ms
                 )
             )
             seed_simulator(system.sim_url, seeded.deriv_tokens)
