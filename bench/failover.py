@@ -2,7 +2,8 @@
 
 ```
 .venv/bin/python -m bench.failover --runs N [--subscribers 300] [--wait-replicas 1] [--json]
-.venv/bin/python -m bench.failover --cost [--subscribers 1000] [--signals 6] [--calls 2000]
+.venv/bin/python -m bench.failover --cost [--subscribers 1000] [--signals 6] [--blocks 2]
+    [--calls 2000]
 ```
 
 ``--runs``: the harness of ``tests/test_failover.py`` (:mod:`tests.failover`) N times on one
@@ -18,10 +19,10 @@ missing; exit status 1 if anything broke. ``--wait-replicas 0`` shows the same f
   key and ``WAIT 1 <ms>`` in one pipeline, :func:`broker_workers.replication.replicated`) against
   a ``PING`` on the same client, ``--calls`` times each, interleaved; medians and p99;
 - per signal: the same channel of ``--subscribers`` (half paper, half Deriv simulator, 50 ms
-  broker latency, the default batch size and lanes) bought ``--signals`` times with the pools on
-  ``REDIS_WAIT_REPLICAS=0`` and as many times after the pools were restarted with 1: last-purchase
-  latency (emit to the brokers' own time of the last purchase), medians over signals 2..S of each
-  half.
+  broker latency, the default batch size and lanes) bought ``--signals`` times by pools on
+  ``REDIS_WAIT_REPLICAS=0``, then by new pools on 1, ``--blocks`` times over (off, on, off, on):
+  last-purchase latency (emit to the brokers' own time of the last purchase), the median of each
+  setting over every block's signals but the first (which warms the new pools' sessions).
 """
 
 from __future__ import annotations
@@ -127,6 +128,17 @@ async def _send(failover: Failover) -> tuple[float, dict[str, Any]]:
         await watcher.close()
 
 
+def _restart_pools(failover: Failover, replicas: int) -> None:
+    """New pools on ``REDIS_WAIT_REPLICAS=replicas`` (a worker reads its settings once)."""
+    system = failover.chaos.system
+    for broker, pool in list(failover.chaos.pools.items()):
+        pool.stop(signal.SIGKILL)
+        failover.chaos.pools[broker] = system.start_pool(
+            broker, WORKERS, extra_env={"REDIS_WAIT_REPLICAS": str(replicas)}
+        )
+    _wait_registered(system.redis_url, list(failover.chaos.pools))
+
+
 def cost(opts: argparse.Namespace) -> int:
     group_dir = opts.log_dir / "cost"
     out: dict[str, Any] = {"subscribers": opts.subscribers, "signals": opts.signals}
@@ -142,28 +154,25 @@ def cost(opts: argparse.Namespace) -> int:
         group: SentinelGroup = failover.group
         out["per_batch"] = asyncio.run(_round_trips(group.url(0), opts.calls))
         print(f"  per batch: {out['per_batch']}", flush=True)
-        off = _signals(failover, opts.signals)
-        print(f"  WAIT off: {[round(x) for x in off]}", flush=True)
-        system = failover.chaos.system
-        for broker, pool in list(failover.chaos.pools.items()):
-            pool.stop(signal.SIGKILL)
-            failover.chaos.pools[broker] = system.start_pool(
-                broker, WORKERS, extra_env={"REDIS_WAIT_REPLICAS": "1"}
-            )
-        _wait_registered(system.redis_url, list(failover.chaos.pools))
-        time.sleep(6)  # the killed workers' leases lapse; the reaper forgets them
-        on = _signals(failover, opts.signals)
-        print(f"  WAIT on:  {[round(x) for x in on]}", flush=True)
+        latencies: dict[int, list[float]] = {0: [], 1: []}
+        for block in range(opts.blocks):
+            for replicas in (0, 1):
+                if block or replicas:
+                    _restart_pools(failover, replicas)
+                measured = _signals(failover, opts.signals)
+                print(f"  WAIT {'on ' if replicas else 'off'}: {[round(x) for x in measured]}")
+                latencies[replicas] += measured[1:]  # the first warms the new pools' sessions
+    off, on = latencies[0], latencies[1]
     out["last_purchase_ms"] = {
-        "wait_off": {"median": round(statistics.median(off[1:]), 1), "per_signal": off},
-        "wait_on": {"median": round(statistics.median(on[1:]), 1), "per_signal": on},
+        "wait_off": {"median": round(statistics.median(off), 1), "signals": len(off)},
+        "wait_on": {"median": round(statistics.median(on), 1), "signals": len(on)},
     }
     per_batch = out["per_batch"]
     print(
         f"per batch: SET+WAIT 1 {per_batch['set_and_wait']['median_ms']} ms median "
         f"({per_batch['set_and_wait']['p99_ms']} p99), PING {per_batch['ping']['median_ms']} ms "
         f"({per_batch['ping']['p99_ms']} p99), {opts.calls} calls each\n"
-        f"last purchase, {opts.subscribers} subscribers, median of signals 2..{opts.signals}: "
+        f"last purchase, {opts.subscribers} subscribers, median of {len(off)} signals each: "
         f"WAIT off {out['last_purchase_ms']['wait_off']['median']} ms, "
         f"WAIT on {out['last_purchase_ms']['wait_on']['median']} ms"
     )
@@ -180,6 +189,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--wait-replicas", type=int, default=1)
     parser.add_argument("--signals", type=int, default=6)
     parser.add_argument("--calls", type=int, default=2000)
+    parser.add_argument("--blocks", type=int, default=2, help="--cost: off/on pairs of pools")
     parser.add_argument("--log-dir", type=Path, default=LOG_DIR)
     parser.add_argument("--json", action="store_true")
     opts = parser.parse_args(argv)
