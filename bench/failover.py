@@ -30,7 +30,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import signal
 import statistics
 import sys
 import time
@@ -132,7 +131,7 @@ def _restart_pools(failover: Failover, replicas: int) -> None:
     """New pools on ``REDIS_WAIT_REPLICAS=replicas`` (a worker reads its settings once)."""
     system = failover.chaos.system
     for broker, pool in list(failover.chaos.pools.items()):
-        pool.stop(signal.SIGKILL)
+        pool.stop()
         failover.chaos.pools[broker] = system.start_pool(
             broker, WORKERS, extra_env={"REDIS_WAIT_REPLICAS": str(replicas)}
         )

@@ -180,8 +180,34 @@ def sync_redis_client(
         sentinel_kwargs={"socket_timeout": SENTINEL_TIMEOUT_S},
         **where.connection_kwargs(),
     )
-    master: SyncRedis = sentinel.master_for(where.service, redis_class=redis_class, **kwargs)
+    master: SyncRedis = sentinel.master_for(
+        where.service, redis_class=redis_class, connection_class=SyncSentinelConnection, **kwargs
+    )
     return master
+
+
+_UNSET = object()  # ``timeout`` not given: redis-py's own default
+
+
+class SyncSentinelConnection(SyncSentinelManagedConnection):
+    """redis-py's blocking Sentinel connection, except that a read interrupted by an exception
+    drops the connection, as a plain connection's does. redis-py's keeps it by default, with the
+    reply still to come: RQ's SIGTERM handler interrupts a worker's blocking dequeue, and the
+    worker's last bookkeeping then waited behind that ``BLMOVE`` on the same connection until
+    the pod was killed (or read its reply as its own)."""
+
+    def read_response(
+        self,
+        disable_decoding: Any = False,
+        *,
+        timeout: float | object = _UNSET,
+        disconnect_on_error: bool | None = True,
+        push_request: bool | None = False,
+    ) -> Any:
+        kwargs: dict[str, Any] = {"disconnect_on_error": disconnect_on_error}
+        if timeout is not _UNSET:
+            kwargs["timeout"] = timeout
+        return super().read_response(disable_decoding, push_request=push_request, **kwargs)
 
 
 class RQRedis(SyncRedis):

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import signal
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -205,13 +204,7 @@ def failover_system(
             api = Api(httpx.Client(base_url=system.base_url, timeout=20))
             paper, deriv = (len(seeded.channel.subscriptions[b]) for b in ("paper", "deriv"))
             chaos = Chaos(system, api, provider, seeded.channel.id, paper, deriv, pools, hub)
-            try:
-                yield Failover(group, chaos)
-            finally:
-                # Checked already: no need for the pools' warm shutdown, which on a Sentinel
-                # URL waits for RQ's last bookkeeping on a connection (see docs/failover.md).
-                for pool in pools.values():
-                    pool.stop(signal.SIGKILL)
+            yield Failover(group, chaos)
     finally:
         group.stop()
         ledger.popen.kill()

@@ -13,6 +13,7 @@ from core.connections import (
     InvalidRedisURL,
     RQRedis,
     SentinelURL,
+    SyncSentinelConnection,
     database,
     redact,
     redis_client,
@@ -68,6 +69,8 @@ def test_rq_opens_either_form_through_its_connection_class() -> None:
     master = RQRedis.from_url(URL)
     assert isinstance(master, RQRedis)
     assert master.connection_pool.connection_kwargs["password"] == "s3cr@t"
+    # a read RQ's SIGTERM interrupts drops the connection, reply pending, as a plain one does
+    assert master.connection_pool.connection_class is SyncSentinelConnection
     assert type(sync_redis_client("redis://127.0.0.1:6379/3")) is SyncRedis
 
 
