@@ -2,10 +2,9 @@
 
 One RQ job per (signal, broker, worker) - not per subscriber. Inside it, several lanes each loop
 claim -> :func:`process` -> :func:`gate` -> :func:`durable` -> :func:`send` -> finish until the
-work set is empty, so
-broker round trips overlap and a batch costs a handful of Redis calls whatever its size. Each
-phase ends some subscribers (a :class:`~broker_workers.process.Refusal`, or the broker's answer)
-and hands the rest on.
+work set is empty, so broker round trips overlap and a batch costs a handful of Redis calls
+whatever its size. Each phase ends some subscribers (a :class:`~broker_workers.process.Refusal`,
+or the broker's answer) and hands the rest on.
 
 When the lanes are done the job releases whatever it still holds (a claim whose answer a Redis
 hiccup lost, a purchase whose answer the broker lost and cannot find yet, a batch a lane failed
@@ -63,6 +62,7 @@ RECONCILE_WAITS_S = (0.1, 0.2, 0.4, 0.8, 1.0)
 # Pauses before releasing again a drain's leftovers that no replica confirmed (``_release``): long
 # enough together for Sentinel to promote a replica and for the new master to get one.
 RELEASE_CONFIRM_WAITS_S = (0.25, 0.5, 1.0, 1.0, 2.0, 2.0, 2.0, 2.0)
+HELD_PAUSE_S = 0.5  # a lane's pause after a batch it held back (``durable``)
 
 
 def drain_job(signal_id: str, broker: str) -> int:
@@ -274,6 +274,9 @@ async def durable(
         signal.signal_id,
     )
     await hold(rt.redis, signal.signal_id, held)
+    # The lane's next claim waits: a master without its replicas (the moments after a failover)
+    # would otherwise have the whole signal claimed and held back within a few hundred ms.
+    await asyncio.sleep(HELD_PAUSE_S)
     return []
 
 
