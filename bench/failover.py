@@ -39,7 +39,7 @@ from typing import Any
 from broker_workers.replication import replicated
 from core.connections import redis_client
 from tests.client import live
-from tests.failover import WORKERS, Failover, _wait_registered, failover_system
+from tests.failover import WORKERS, Failover, failover_system, wait_registered
 from tests.sentinels import SentinelGroup
 
 LOG_DIR = Path("/tmp/ctc-bench-logs/failover")
@@ -135,7 +135,7 @@ def _restart_pools(failover: Failover, replicas: int) -> None:
         failover.chaos.pools[broker] = system.start_pool(
             broker, WORKERS, extra_env={"REDIS_WAIT_REPLICAS": str(replicas)}
         )
-    _wait_registered(system.redis_url, list(failover.chaos.pools))
+    wait_registered(system.redis_url, list(failover.chaos.pools))
 
 
 def cost(opts: argparse.Namespace) -> int:

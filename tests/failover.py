@@ -147,7 +147,7 @@ class Failover:
             await watcher.close()
 
 
-def _wait_registered(url: str, brokers: list[str]) -> None:
+def wait_registered(url: str, brokers: list[str]) -> None:
     """Until RQ lists every pool worker: the hub sizes a signal's drain jobs by that count, and
     a double purchase needs two workers of a broker (each one's adapter remembers its own)."""
     redis = sync_redis_client(url)
@@ -198,7 +198,7 @@ def failover_system(
             seed_simulator(system.sim_url, seeded.deriv_tokens)
             hub = system.start_hub()
             pools = {broker: system.start_pool(broker, WORKERS) for broker in ("paper", "deriv")}
-            _wait_registered(system.redis_url, list(pools))
+            wait_registered(system.redis_url, list(pools))
             system.start_reaper()
             provider = User(seeded.provider_id, "", "provider", seeded.provider_token, "")
             api = Api(httpx.Client(base_url=system.base_url, timeout=20))
