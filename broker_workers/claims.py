@@ -90,10 +90,13 @@ class ClaimBook:
         )
         return Terminal(claim.subscription_id, record)
 
-    def unbought(self, signal: SignalInfo, claim: Claimed, day: str) -> Terminal:
-        """The record of a subscriber sent and never bought, found after its deadline:
-        ``skipped``/``expired``, the trade the gate counted given back."""
-        terminal = self.refused(signal, claim, Refusal("skipped", "expired"), now_ms())
+    def unbought(
+        self, signal: SignalInfo, claim: Claimed, day: str, reason: str = "expired"
+    ) -> Terminal:
+        """The record of a subscriber marked sent and never bought, found after its deadline:
+        ``skipped``/``expired`` (or ``not_replicated``: the worker held it back because no
+        replica confirmed its mark), the trade the gate counted given back."""
+        terminal = self.refused(signal, claim, Refusal("skipped", reason), now_ms())
         return replace(terminal, undo_daily_key=self._counted(claim, day))
 
     def _counted(self, claim: Claimed, day: str) -> str | None:

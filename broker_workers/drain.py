@@ -1,10 +1,10 @@
 """The drain job: pop subscribers of one signal in batches, process, gate, send, finish.
 
 One RQ job per (signal, broker, worker) - not per subscriber. Inside it, several lanes each loop
-claim -> :func:`process` -> :func:`gate` -> :func:`send` -> finish until the work set is empty, so
-broker round trips overlap and a batch costs a handful of Redis calls whatever its size. Each
-phase ends some subscribers (a :class:`~broker_workers.process.Refusal`, or the broker's answer)
-and hands the rest on.
+claim -> :func:`process` -> :func:`gate` -> :func:`durable` -> :func:`send` -> finish until the
+work set is empty, so broker round trips overlap and a batch costs a handful of Redis calls
+whatever its size. Each phase ends some subscribers (a :class:`~broker_workers.process.Refusal`,
+or the broker's answer) and hands the rest on.
 
 When the lanes are done the job releases whatever it still holds (a claim whose answer a Redis
 hiccup lost, a purchase whose answer the broker lost and cannot find yet, a batch a lane failed
@@ -45,6 +45,7 @@ from broker_workers.process import (
     precheck,
     stake_for,
 )
+from broker_workers.replication import hold, replicated
 from broker_workers.runtime import WorkerRuntime, current, set_current
 from broker_workers.settings import get_settings
 from core import keys, scripts
@@ -59,6 +60,10 @@ T = TypeVar("T")
 # Pauses between asking the broker again about a purchase whose answer was lost (a broker that
 # lost the answer is often back within a second or two; after these, the reaper takes over).
 RECONCILE_WAITS_S = (0.1, 0.2, 0.4, 0.8, 1.0)
+# Pauses before releasing again a drain's leftovers that no replica confirmed (``_release``): long
+# enough together for Sentinel to promote a replica and for the new master to get one.
+RELEASE_CONFIRM_WAITS_S = (0.25, 0.5, 1.0, 1.0, 2.0, 2.0, 2.0, 2.0)
+HELD_PAUSE_S = 0.5  # a lane's pause after a batch it held back (``durable``)
 
 
 def drain_job(signal_id: str, broker: str, shard: int | None = None) -> int:
@@ -124,19 +129,39 @@ async def _drain(rt: WorkerRuntime, signal_id: str) -> int:
                 logger.opt(exception=result).error("a drain lane of {} failed", signal_id)
             else:
                 written += result
-        redrive = await _with_retries(
-            lambda: scripts.release(
-                rt.claims.redis,
-                worker_id=rt.worker_id,
-                only_if_dead=False,
-                send_margin_ms=rt.settings.send_margin_ms,
-                reconcile_after_ms=rt.settings.reconcile_after_ms,
-                signal_id=signal_id,
-            )
-        )
+        redrive = await _release(rt, signal_id)
         if not redrive or rt.stopping:
             return written
         logger.warning("re-draining {} claims left of {}", len(redrive), signal_id)
+
+
+async def _release(rt: WorkerRuntime, signal_id: str) -> list[tuple[str, str]]:
+    """Release what this drain still holds of the signal. With ``REDIS_WAIT_REPLICAS`` set, until
+    a replica has the release too: one acknowledged by a master that then died would leave this
+    worker's claims on the promoted replica, held by a live worker that no longer drains them,
+    which no reaper takes. Releasing again is safe (the script only touches what is still ours)
+    and, after a failover, runs on the new master (:data:`RELEASE_CONFIRM_WAITS_S`)."""
+
+    def release() -> Awaitable[list[tuple[str, str]]]:
+        return scripts.release(
+            rt.claims.redis,
+            worker_id=rt.worker_id,
+            only_if_dead=False,
+            send_margin_ms=rt.settings.send_margin_ms,
+            reconcile_after_ms=rt.settings.reconcile_after_ms,
+            signal_id=signal_id,
+        )
+
+    redrive = await _with_retries(release)
+    on = _on(rt.claims.redis)
+    probe = on.key(keys.replication_probe(rt.worker_id))
+    replicas, wait_ms = rt.settings.redis_wait_replicas, rt.settings.redis_wait_ms
+    for wait_s in RELEASE_CONFIRM_WAITS_S if replicas else ():
+        if await replicated(on.redis, probe, replicas, wait_ms):
+            break
+        await asyncio.sleep(wait_s)
+        redrive += await _with_retries(release)
+    return redrive
 
 
 async def _lane(rt: WorkerRuntime, signal_id: str, channel_id: str) -> int:
@@ -182,6 +207,7 @@ async def handle_batch(rt: WorkerRuntime, signal: SignalInfo, claims: list[Claim
     ended: list[Terminal] = []
     staked = await process(rt, signal, claims, ended)
     orders = await gate(rt, signal, staked, ended)
+    orders = await durable(rt, signal, orders)
     ended += await send(rt, signal, orders)
     return await _with_retries(lambda: rt.claims.finish(signal.signal_id, ended))
 
@@ -238,6 +264,33 @@ async def gate(
         # "lost": the claim is no longer ours; whoever holds it records it.
     await rt.faults.reached("after_gate")
     return orders
+
+
+async def durable(
+    rt: WorkerRuntime, signal: SignalInfo, orders: list[tuple[Claimed, Order]]
+) -> list[tuple[Claimed, Order]]:
+    """The orders whose sending mark replicas confirmed (``REDIS_WAIT_REPLICAS``); none when
+    they did not: those stay marked, unsent, for the reaper (:mod:`broker_workers.replication`)."""
+    if not orders:
+        return orders
+    settings = rt.settings
+    on = _on(rt.claims.redis)  # the shard the mark was written on
+    probe = on.key(keys.replication_probe(rt.worker_id))
+    if await replicated(on.redis, probe, settings.redis_wait_replicas, settings.redis_wait_ms):
+        return orders
+    held = [claim.subscription_id for claim, _ in orders]
+    logger.warning(
+        "no {} replica(s) confirmed the mark within {} ms: {} orders of {} held back",
+        settings.redis_wait_replicas,
+        settings.redis_wait_ms,
+        len(held),
+        signal.signal_id,
+    )
+    await hold(on.redis, on.key(keys.unreplicated(signal.signal_id)), held)
+    # The lane's next claim waits: a master without its replicas (the moments after a failover)
+    # would otherwise have the whole signal claimed and held back within a few hundred ms.
+    await asyncio.sleep(HELD_PAUSE_S)
+    return []
 
 
 async def send(

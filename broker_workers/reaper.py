@@ -210,8 +210,10 @@ class Reaper:
         )
         fill = await (await self._adapter(broker)).find_purchase(order)
         if fill is None:
-            logger.warning("orphan {}-{}: never bought; expired", signal_id, sub_id)
-            return book.unbought(signal, claim, day)
+            held = await shard.redis.sismember(shard.key(keys.unreplicated(signal_id)), sub_id)
+            reason = "not_replicated" if held else "expired"
+            logger.warning("orphan {}-{}: never bought; {}", signal_id, sub_id, reason)
+            return book.unbought(signal, claim, day, reason)
         logger.warning("orphan {}-{}: found at the broker ({})", signal_id, sub_id, fill.status)
         return book.for_fill(signal, claim, order, fill, day)
 

@@ -31,6 +31,8 @@ class WorkerSettings(CommonSettings):
     reaper_interval_ms: int
     redrive_stall_ms: int  # a work set that did not shrink this long gets a new drain job
     fault_injection: bool  # the fault suite's kill points (broker_workers/faults.py)
+    redis_wait_replicas: int  # replicas that must confirm the sending mark (0 = no WAIT)
+    redis_wait_ms: int  # how long WAIT waits for them
     metrics_port: int  # this process's /metrics (the next free port up to +63); 0 = none
     metrics_host: str
     health_refresh_s: float  # each account of the broker is checked about this often
@@ -57,6 +59,8 @@ def load_settings(environ: Mapping[str, str] | None = None) -> WorkerSettings:
         reaper_interval_ms=env("REAPER_INTERVAL_MS", cast=int, default=250),
         redrive_stall_ms=env("REDRIVE_STALL_MS", cast=int, default=1000),
         fault_injection=env("FAULT_INJECTION", cast=bool, default=False),
+        redis_wait_replicas=max(0, env("REDIS_WAIT_REPLICAS", cast=int, default=0)),
+        redis_wait_ms=max(1, env("REDIS_WAIT_MS", cast=int, default=100)),
         metrics_port=env("METRICS_PORT", cast=int, default=9100),
         metrics_host=env("METRICS_HOST", default="0.0.0.0"),  # noqa: S104 - scraped by pod
         health_refresh_s=env("HEALTH_REFRESH_S", cast=float, default=60.0),

@@ -15,10 +15,10 @@ import time
 from dataclasses import dataclass
 
 import anyio.to_thread
-from redis import Redis as SyncRedis
 from rq import Queue, Worker
 
 from core import keys
+from core.connections import sync_redis_client
 
 DRAIN_JOB = "broker_workers.drain.drain_job"
 JOB_TIMEOUT_S = 300  # RQ kills a drain job running longer (a signal's deadline is at most 60 s)
@@ -35,7 +35,7 @@ class Dispatcher:
     batch_size: int
 
     def __post_init__(self) -> None:
-        self._redis = SyncRedis.from_url(self.redis_url)
+        self._redis = sync_redis_client(self.redis_url)
         self._queues: dict[str, Queue] = {}
 
     def _queue(self, broker: str) -> Queue:

@@ -28,10 +28,14 @@ Per signal (expire a day after the signal):
   ``state:{S}``               HASH subscription -> ``c|worker`` claimed, ``s|worker|stake``
                               sending, ``d`` done, ``r`` handed back (unclaimed again)
   ``settled:{S}:<subscription>``  present once the trade's settlement was recorded (two days)
+  ``unreplicated:{S}``        SET of subscription ids marked ``sending`` and then not sent,
+                              because no replica confirmed the mark (``REDIS_WAIT_REPLICAS``)
 
 Per worker:
   ``claims:{W}``              SET ``signal|broker|subscription`` a worker holds
   ``worker:{W}``              heartbeat key with a TTL; its absence marks a dead worker
+  ``replprobe:{W}``           a write the worker makes before ``WAIT``, so that ``WAIT`` on any
+                              connection covers the worker's earlier marks (a few seconds)
   ``workerinfo:{W}``          HASH what the admin console shows of a live worker (host, pid,
                               metrics port, sessions, rate budget), written with the heartbeat
   ``workers:<broker>``        SET of worker ids that ever served a broker
@@ -134,6 +138,12 @@ def settled(signal_id: str, subscription_id: str) -> str:
     return f"{PREFIX}settled:{{{signal_id}}}:{subscription_id}"
 
 
+def unreplicated(signal_id: str) -> str:
+    """SET of the signal's subscribers a worker marked and did not send: no replica confirmed
+    the mark in time, so the reaper ends them ``skipped``/``not_replicated``."""
+    return f"{PREFIX}unreplicated:{{{signal_id}}}"
+
+
 def trade_id(signal_id: str, subscription_id: str) -> str:
     """Deterministic, so every retry, reaper and reconciliation names the same trade."""
     return f"{signal_id}-{subscription_id}"
@@ -148,6 +158,10 @@ def claims(worker_id: str) -> str:
 
 def worker_heartbeat(worker_id: str) -> str:
     return f"{PREFIX}worker:{{{worker_id}}}"
+
+
+def replication_probe(worker_id: str) -> str:
+    return f"{PREFIX}replprobe:{{{worker_id}}}"
 
 
 def workers(broker: str) -> str:

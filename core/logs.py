@@ -46,6 +46,8 @@ _KEY_VALUE = re.compile(
     re.I,
 )
 REDACTED = "[redacted]"
+# The password of a URL's user part (``redis+sentinel://user:password@host:port,...``).
+_URL_PASSWORD = re.compile(r"(?P<head>\b[a-z][a-z0-9+.-]*://[^:/@\s]*:)[^@\s]+(?=@)", re.I)
 # The ids a line may carry, in the order the text format shows them.
 CONTEXT_IDS = ("request_id", "signal_id", "trade_id", "broker", "worker")
 # Loggers of the Socket.IO stack whose errors a client can provoke with a malformed packet.
@@ -61,8 +63,10 @@ def _masked(match: re.Match[str]) -> str:
 
 
 def redact_text(text: str) -> str:
-    """Mask JWTs and ``key=value`` / ``"key": "value"`` pairs whose key names a secret."""
+    """Mask JWTs, URLs' passwords and ``key=value`` / ``"key": "value"`` pairs whose key names
+    a secret."""
     text = _JWT.sub(REDACTED, text)
+    text = _URL_PASSWORD.sub(rf"\g<head>{REDACTED}", text)
     return _KEY_VALUE.sub(_masked, text)
 
 

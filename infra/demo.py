@@ -29,6 +29,7 @@ import httpx
 import socketio
 
 from broker_workers.deriv_sim.settings import get_settings as sim_settings
+from core.connections import redact
 from infra.local_redis import ensure_redis
 from infra.publish.build import ensure_built
 from infra.publish.errors import BuildError
@@ -211,7 +212,7 @@ def run_demo() -> None:
     for signum in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(signum, _stop_on)
     if ensure_redis(settings.redis_url):
-        print(f"Started a local Redis at {settings.redis_url}")
+        print(f"Started a local Redis at {redact(settings.redis_url)}")
     try:
         print(f"Web app: {ensure_built(ROOT / 'frontend', ROOT / 'frontend' / 'dist')}")
     except BuildError as exc:

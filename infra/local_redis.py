@@ -18,6 +18,7 @@ from urllib.parse import urlparse
 
 import redis
 
+from core.connections import is_sentinel, redact, sync_redis_client
 from core.settings import load_common
 
 
@@ -27,7 +28,7 @@ class NoRedisServer(RuntimeError):
 
 def reachable(url: str) -> bool:
     try:
-        return bool(redis.Redis.from_url(url, socket_connect_timeout=0.5).ping())
+        return bool(sync_redis_client(url, socket_connect_timeout=0.5).ping())
     except redis.RedisError:
         return False
 
@@ -53,6 +54,8 @@ def ensure_redis(url: str) -> bool:
     """True if this call started a server (daemonized), False if one was already there."""
     if reachable(url):
         return False
+    if is_sentinel(url):
+        raise NoRedisServer(f"no master answers through the sentinels of {redact(url)}")
     parsed = urlparse(url)
     host, port = parsed.hostname or "127.0.0.1", parsed.port or 6379
     if host not in ("127.0.0.1", "localhost", "::1"):
@@ -74,4 +77,4 @@ def ensure_redis(url: str) -> bool:
 if __name__ == "__main__":
     url = load_common().redis_url
     started = ensure_redis(url)
-    print(f"Redis {'started' if started else 'already running'} at {url}")
+    print(f"Redis {'started' if started else 'already running'} at {redact(url)}")

@@ -15,11 +15,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import anyio.to_thread
-from redis import Redis as SyncRedis
 from redis.asyncio import Redis
 from rq import Queue, Worker
 
 from core import keys
+from core.connections import sync_redis_client
 from signal_hub.errors import ApiError, GatewayTimeout, Unavailable, ValidationFailed
 
 CHECK_JOB = "broker_workers.checks.check_accounts_job"
@@ -40,7 +40,7 @@ class AccountToCheck:
 
 class AccountChecks:
     def __init__(self, redis_url: str, redis: Redis, timeout_s: float) -> None:
-        self._sync = SyncRedis.from_url(redis_url)
+        self._sync = sync_redis_client(redis_url)
         self.redis = redis
         self.timeout_s = timeout_s
 

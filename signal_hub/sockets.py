@@ -11,12 +11,12 @@ from __future__ import annotations
 import asyncio
 import time
 from typing import Any
-from urllib.parse import urlparse
 
 import orjson
 import socketio
 from loguru import logger
 
+from core.connections import database
 from signal_hub import metrics
 from signal_hub.auth import Principal
 from signal_hub.errors import ApiError, Forbidden, Unauthorized, ValidationFailed
@@ -62,8 +62,9 @@ def allowed_origin(origins: list[str]) -> Any:
 def build_server(settings: Settings) -> socketio.AsyncServer:
     """The Socket.IO server, sharing rooms across hub instances through Redis pub/sub."""
     # Pub/sub channels are global to a Redis server, not per database: name ours by database.
-    database = urlparse(settings.redis_url).path.strip("/") or "0"
-    manager = socketio.AsyncRedisManager(settings.redis_url, channel=f"ctc-socketio-{database}")
+    # A redis+sentinel:// URL is python-socketio's own form: the manager finds the master itself.
+    channel = f"ctc-socketio-{database(settings.redis_url)}"
+    manager = socketio.AsyncRedisManager(settings.redis_url, channel=channel)
     return socketio.AsyncServer(
         async_mode="asgi",
         client_manager=manager,

@@ -28,8 +28,9 @@ import httpx
 import redis as sync_redis
 
 from core import keys
+from core.connections import sync_redis_client
 from tests.client import Api, Live, User, live
-from tests.procs import Proc, System, children, redis_url, wait_until
+from tests.procs import Proc, System, children, wait_until
 
 TERMINAL = {"placed", "rejected", "skipped", "failed"}
 
@@ -82,11 +83,16 @@ class Chaos:
     paper_subs: int
     deriv_subs: int
     redis: sync_redis.Redis = field(init=False)
+    ledger: sync_redis.Redis = field(init=False)  # the paper broker's books (PAPER_REDIS_URL)
     pools: dict[str, Proc] = field(default_factory=dict)
     hub: Proc | None = None
 
     def __post_init__(self) -> None:
-        self.redis = sync_redis.Redis.from_url(redis_url(self.system.db), decode_responses=True)
+        self.redis = sync_redis_client(self.system.redis_url, decode_responses=True)
+        ledger_url = self.system.env.get("PAPER_REDIS_URL")
+        self.ledger = (
+            sync_redis_client(ledger_url, decode_responses=True) if ledger_url else self.redis
+        )
 
     @classmethod
     def start(cls, system: System, paper: int = 12, deriv: int = 8, workers: int = 2) -> Chaos:
@@ -173,7 +179,7 @@ class Chaos:
     def purchases(self, signal_id: str) -> Counter[str]:
         """Purchases at the brokers, by trade id, from the brokers' own books."""
         bought: Counter[str] = Counter()
-        for raw in self.redis.hvals("paper:contracts"):
+        for raw in self.ledger.hvals("paper:contracts"):
             coid = str(_json(raw).get("client_order_id", ""))
             if coid.startswith(f"{signal_id}-"):
                 bought[coid] += 1

@@ -15,9 +15,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
-import redis
 
 from core import keys
+from core.connections import sync_redis_client
 
 ROOT = Path(__file__).resolve().parent.parent
 REDIS_HOST = os.environ.get("TEST_REDIS_HOST", "127.0.0.1")
@@ -149,6 +149,12 @@ class System:
         return proc
 
     @property
+    def redis_url(self) -> str:
+        """The processes' ``REDIS_URL``: database ``db`` of the test's server unless a test gave
+        its own (a Sentinel URL, say)."""
+        return self.env["REDIS_URL"]
+
+    @property
     def sim_url(self) -> str:
         return f"http://127.0.0.1:{self.sim_port}"
 
@@ -162,10 +168,11 @@ class System:
         proc = self.spawn(
             f"worker_{broker}",
             [sys.executable, "-m", "rq.cli", "worker-pool", f"broker.{broker}", "-n", str(workers),
-             "-w", "broker_workers.worker.BrokerWorker", "-u", redis_url(self.db)],
+             "-w", "broker_workers.worker.BrokerWorker",
+             "--connection-class", "core.connections.RQRedis", "-u", self.redis_url],
             extra_env,
         )  # fmt: skip
-        r = redis.Redis.from_url(redis_url(self.db), decode_responses=True)
+        r = sync_redis_client(self.redis_url, decode_responses=True)
 
         def alive() -> bool:
             ids = [str(w) for w in r.smembers(keys.workers(broker))]
@@ -192,7 +199,7 @@ class System:
 def running_system(db: int, log_dir: Path, **env: str) -> Iterator[System]:
     """Flush ``db`` (of ``REDIS_URL`` if ``env`` names a server of the test's own) and give a
     :class:`System` bound to it; every process is stopped after."""
-    redis.Redis.from_url(env.get("REDIS_URL") or redis_url(db)).flushdb()
+    sync_redis_client(env.get("REDIS_URL") or redis_url(db)).flushdb()
     base_env = {
         **os.environ,
         "APP_ENV": "development",
@@ -241,7 +248,7 @@ def redis_servers(ports: list[int], workdir: Path, *extra: str) -> Iterator[list
             with (home / "log").open("w") as log:
                 procs.append(subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT))
         for port in ports:
-            client = redis.Redis(port=port)
+            client = sync_redis_client(f"redis://127.0.0.1:{port}/0")
             wait_until(lambda c=client: c.ping(), timeout=10, what=f"redis on {port}")
             client.close()
         yield [proc.pid for proc in procs]

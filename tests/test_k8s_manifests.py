@@ -372,6 +372,8 @@ def test_workers(docs: list[Doc]) -> None:
             "1",
             "-w",
             "broker_workers.worker.BrokerWorker",
+            "--connection-class",
+            "core.connections.RQRedis",
             "-u",
             "$(REDIS_URL)",
         ]

@@ -13,7 +13,6 @@ from typing import Any
 
 import anyio.to_thread
 from pydantic import BaseModel, ConfigDict
-from redis import Redis as SyncRedis
 from rq import Queue
 from rq.exceptions import NoSuchJobError
 from rq.job import Job
@@ -24,6 +23,7 @@ from starlette.routing import Route
 
 from core import keys
 from core.clock import iso
+from core.connections import sync_redis_client
 from signal_hub import audit
 from signal_hub.api.channels import load_channel
 from signal_hub.api.common import body, caller, hub_of, ok, query_limit
@@ -232,7 +232,7 @@ async def reaper(request: Request) -> JSONResponse:
 
 
 def _failed_jobs(redis_url: str, brokers: list[str]) -> list[dict[str, Any]]:
-    connection = SyncRedis.from_url(redis_url)
+    connection = sync_redis_client(redis_url)
     try:
         items = []
         for broker in brokers:
@@ -258,7 +258,7 @@ def _failed_jobs(redis_url: str, brokers: list[str]) -> list[dict[str, Any]]:
 
 def _requeue(redis_url: str, brokers: list[str], job_id: str) -> str | None:
     """Requeue ``job_id`` from its broker's failed registry; the broker, or None if not there."""
-    connection = SyncRedis.from_url(redis_url)
+    connection = sync_redis_client(redis_url)
     try:
         for broker in brokers:
             registry = FailedJobRegistry(keys.queue_name(broker), connection=connection)

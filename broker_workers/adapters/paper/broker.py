@@ -49,7 +49,9 @@ class PaperBroker:
         self.seed = paper.price_seed
         capabilities = broker("paper").capabilities
         self.min_stake, self.max_stake = capabilities["min_stake"], capabilities["max_stake"]
-        self.redis = redis_client(settings.redis_url)
+        # A broker's books are its own: on their own Redis they outlive a failover of the hot
+        # path's (PAPER_REDIS_URL), as a remote broker's would.
+        self.redis = redis_client(paper.redis_url or settings.redis_url)
 
     def _start_cents(self, account: Account) -> int:
         start = account.credentials.get("starting_balance")

@@ -13,6 +13,7 @@ class PaperSettings:
     payout_rate: float  # a winning contract pays stake * (1 + payout_rate)
     start_balance: float  # an account's balance before its first purchase
     price_seed: int  # the seeded price feed (the Deriv simulator's too)
+    redis_url: str | None  # the ledger's own Redis; None = the hot path's REDIS_URL
 
     @classmethod
     def read(cls, env: Env) -> PaperSettings:
@@ -21,4 +22,5 @@ class PaperSettings:
             payout_rate=env("PAPER_PAYOUT_RATE", cast=float, default=0.85),
             start_balance=env("PAPER_START_BALANCE", cast=float, default=10_000.0),
             price_seed=env("PRICE_SEED", cast=int, default=7),
+            redis_url=env.optional("PAPER_REDIS_URL"),
         )

@@ -32,7 +32,7 @@ describe('reason texts', () => {
       'expired', 'cancelled', 'paused', 'unsubscribed', 'insufficient_balance', 'daily_loss_limit',
       'max_trades_per_day', 'stake_below_minimum', 'stake_above_maximum', 'market_closed',
       'invalid_token', 'rejected', 'broker_unreachable', 'broker_error', 'rate_limited',
-      'account_missing', 'account_unusable', 'balance_unavailable',
+      'account_missing', 'account_unusable', 'balance_unavailable', 'not_replicated',
     ]
     for (const code of codes) {
       const text = tradeReasonText('failed', code, { broker: 'deriv' })

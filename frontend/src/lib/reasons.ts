@@ -91,6 +91,8 @@ function explain(reason: string, ctx: Context): string {
       return 'the purchase was refused'
     case 'broker_unreachable':
       return `${broker} could not be reached in time`
+    case 'not_replicated':
+      return 'our database was failing over, so it was not sent (nothing was bought)'
     case 'broker_error':
       return 'it answered with an error'
     case 'rate_limited':
