@@ -268,9 +268,16 @@ async def _buy(rt: WorkerRuntime, orders: list[Order]) -> list[Fill | None]:
 
 async def _reconcile(rt: WorkerRuntime, order: Order) -> Fill | None:
     """Found: its purchase; never bought: failed; the broker cannot say, even after a few
-    tries (:data:`RECONCILE_WAITS_S`): ``None``, and the reaper asks after the deadline."""
+    tries (:data:`RECONCILE_WAITS_S`): ``None``, and the reaper asks after the deadline.
+
+    A stopping worker asks no more (``None`` too): each try can wait a lookup's timeouts and the
+    orders of a batch are asked one by one, so asking on would stretch a SIGTERM's hand-over past
+    any grace period; the reaper's reconciliation is the same, only later."""
     recorded = await recorded_contracts(rt.redis, order.account.account_id)
     for wait_s in (*RECONCILE_WAITS_S, None):
+        if rt.stopping:
+            logger.info("order {}: stopping, the reaper will ask", order.client_order_id)
+            return None
         try:
             found = await rt.adapter.find_purchase(replace(order, recorded_contract_ids=recorded))
         except BrokerError as exc:
