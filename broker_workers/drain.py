@@ -192,7 +192,7 @@ async def process(
             assert account is not None
             candidates.append((claim, account))
     wanting = [a for c, a in candidates if needs_balance(c.subscription or {})]
-    balances = await rt.balances(wanting) if wanting else {}
+    balances = await _balances_by(rt, wanting, signal.deadline_ms) if wanting else {}
     staked: list[Staked] = []
     for claim, account in candidates:
         stake = stake_for(
@@ -203,6 +203,21 @@ async def process(
         else:
             staked.append(Staked(claim, account, stake))
     return staked
+
+
+async def _balances_by(
+    rt: WorkerRuntime, accounts: list[Account], deadline_ms: int
+) -> dict[str, Decimal]:
+    """The balances the broker gives before the signal's deadline, after which nothing may be
+    bought anyway: a broker that hangs costs a batch its deadline, not every lookup's timeouts
+    (which would also stretch a SIGTERM's hand-over). Percent stakes without one fail
+    ``balance_unavailable``."""
+    try:
+        async with asyncio.timeout(max(0.0, (deadline_ms - now_ms()) / 1000)):
+            return await rt.balances(accounts)
+    except TimeoutError:
+        logger.warning("no balances from {} before the deadline", rt.broker)
+        return {}
 
 
 async def gate(

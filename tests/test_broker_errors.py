@@ -168,3 +168,34 @@ async def test_a_stopping_worker_leaves_an_unanswered_purchase_to_the_reaper(
     assert await redis.zcard(keys.ORPHANS) == 4  # the batch in hand (DRAIN_BATCH_SIZE), sent
     assert await redis.scard(keys.work("sig1", "paper")) == SUBSCRIBERS - 4  # handed over
     assert await execution_records(redis) == []
+
+
+async def test_balances_a_hanging_broker_never_gives_end_at_the_deadline(
+    redis: Redis, runtime: WorkerRuntime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Percent stakes need the balance; a broker that never answers costs the batch its deadline
+    (its subscribers fail ``balance_unavailable``, or expire), not the lookups' timeouts."""
+    asked: list[int] = []
+
+    async def hanging(accounts: list[Any]) -> dict[str, Any]:
+        asked.append(len(accounts))
+        await asyncio.sleep(3600)
+        return {}
+
+    channel: Any = await redis.get(keys.channel("c1"))
+    await redis.set(
+        keys.channel("c1"), json.dumps({**json.loads(channel), "max_signal_delay_ms": 400})
+    )
+    subs: Any = await redis.hgetall(keys.subscriptions("c1"))
+    for sub_id, raw in subs.items():
+        entry = {**json.loads(raw), "stake": {"mode": "percent", "percent": 1}}
+        await redis.hset(keys.subscriptions("c1"), sub_id, json.dumps(entry))
+    monkeypatch.setattr(runtime, "balances", hanging)
+    await expand(redis, "sig1", "c1")
+    assert await drain(runtime, "sig1") == SUBSCRIBERS
+    assert asked, "the balances were asked for"
+    records = await execution_records(redis)
+    assert len({r["trade_id"] for r in records}) == SUBSCRIBERS == len(records)
+    ends = {(r["status"], r["reason"]) for r in records}
+    assert ("failed", "balance_unavailable") in ends, ends
+    assert ends <= {("failed", "balance_unavailable"), ("skipped", "expired")}, ends
