@@ -170,6 +170,11 @@ def hub_heartbeat(consumer: str) -> str:
     return f"{PREFIX}hub:{consumer}"
 
 
+def hub_takeover(consumer: str) -> str:
+    """STRING: the live hub taking over a dead hub's pending results, so only one does."""
+    return f"{PREFIX}takeover:{consumer}"
+
+
 def online_at(hub_id: str) -> str:
     return f"{ONLINE}:{hub_id}"
 

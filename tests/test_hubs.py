@@ -28,14 +28,17 @@ from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from types import SimpleNamespace
 from typing import Any
 
 import httpx
 import pytest
 import redis
+from redis.asyncio import Redis
 
 from core import keys
-from signal_hub.relay import records_of
+from signal_hub.presence import Presence
+from signal_hub.relay import Relay, ensure_group, records_of
 from tests.client import Api, Live, User, live
 from tests.conftest import LOG_DIR, UNIT_DB
 from tests.procs import HubProc, System, redis_url, running_system, wait_until
@@ -304,3 +307,64 @@ async def test_a_hub_killed_with_results_pending_is_taken_over(hubs: Hubs) -> No
                 "items"
             ]
             assert len(items) == 16, items
+
+
+class _Recording(Relay):
+    """A relay whose handling only records which entries it was given, and acknowledges them."""
+
+    def __init__(self, redis: Redis, consumer: str, handled: list[str]) -> None:
+        hub: Any = SimpleNamespace(
+            redis=redis, settings=SimpleNamespace(log_level="INFO"), presence=Presence(redis)
+        )
+        super().__init__(hub, consumer)
+        self.handled = handled
+
+    async def handle(self, entries: list[tuple[str, dict[str, str]]]) -> None:
+        await asyncio.sleep(0.01)  # writing to the store, emitting
+        self.handled += [entry_id for entry_id, _ in entries]
+        await self.redis.xack(keys.RESULTS, keys.RESULTS_GROUP, *[i for i, _ in entries])
+
+
+def in_step(client: Redis, arrived: list[str]) -> Redis:
+    """``client``, whose reads of a consumer's pending records wait (a moment at most) until
+    the other hub's client has read them too: two hubs that looked at the same instant."""
+    read = client.xpending_range
+
+    async def xpending_range(*args: Any, **kwargs: Any) -> Any:
+        pending = await read(*args, **kwargs)
+        arrived.append("read")
+        for _ in range(50):
+            if len(arrived) >= 2:
+                break
+            await asyncio.sleep(0.01)
+        return pending
+
+    client.xpending_range = xpending_range  # type: ignore[method-assign]
+    return client
+
+
+async def test_two_hubs_take_a_dead_hubs_results_over_once(
+    redis: Redis, unit_redis_url: str
+) -> None:
+    """Two live hubs notice the same dead one at the same instant: its pending results are
+    handled by one of them, once, not by both (each would emit them again)."""
+    await ensure_group(redis)
+    for i in range(40):
+        await redis.xadd(keys.RESULTS, {"kind": "signal", "data": f'{{"n": {i}}}'})
+    await redis.xreadgroup(keys.RESULTS_GROUP, "dead", {keys.RESULTS: ">"}, count=100)
+    handled: list[str] = []
+    arrived: list[str] = []
+    clients = [
+        in_step(Redis.from_url(unit_redis_url, decode_responses=True), arrived) for _ in range(2)
+    ]
+    a, b = (_Recording(c, f"hub-{n}", handled) for n, c in zip("ab", clients, strict=True))
+    try:
+        await a._beat()
+        await b._beat()  # both alive
+        await asyncio.gather(a._claim_from_dead_hubs(), b._claim_from_dead_hubs())
+    finally:
+        for client in clients:
+            await client.aclose()
+    assert len(handled) == 40 and len(set(handled)) == 40, Counter(handled).most_common(3)
+    consumers: Any = await redis.xinfo_consumers(keys.RESULTS, keys.RESULTS_GROUP)
+    assert "dead" not in {c["name"] for c in consumers}
