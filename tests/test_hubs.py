@@ -51,9 +51,9 @@ needs_shared_store = pytest.mark.skipif(
     "(it lives in the hub's process), so hubs share no users, channels or trades",
 )
 
-# Small batches and a slower paper broker: a signal's results reach the stream as many entries
+# Batches of one and a slower paper broker: a signal's results reach the stream as many entries
 # over a few hundred ms, so every hub gets some and a stopped hub is handed some.
-HUBS_ENV = {"DRAIN_BATCH_SIZE": "4", "DRAIN_CONCURRENCY": "2", "PAPER_LATENCY_MS": "60"}
+HUBS_ENV = {"DRAIN_BATCH_SIZE": "1", "DRAIN_CONCURRENCY": "2", "PAPER_LATENCY_MS": "60"}
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -253,16 +253,16 @@ async def test_a_hub_killed_with_results_pending_is_taken_over(hubs: Hubs) -> No
     sent: list[str] = []
     held: dict[str, set[str]] = {}
     try:
-        # Redis hands a new entry to the hub that has waited longest in XREADGROUP, stopped or
+        # Redis hands each new entry to the hub that has waited longest in XREADGROUP, stopped or
         # not, and a stopped hub's read stays open for its BLOCK (500 ms): C, stopped as the
-        # workers' results begin, is handed one of them about as often as not.
-        for _ in range(8):
+        # workers' results begin to arrive one batch (of one) at a time, is mostly handed one.
+        for _ in range(12):
             await asyncio.sleep(0.3)
             ack = await watcher.emit("signal", signal_to(channel_id))
             assert ack["ok"] and ack["fanout"]["total"] == 16, ack
             sent.append(ack["signal_id"])
             os.kill(victim.proc.popen.pid, signal.SIGSTOP)
-            await asyncio.sleep(1.0)  # C's read has timed out: it is handed no more
+            await asyncio.sleep(0.8)  # C's read has timed out: it is handed no more
             held = held_by(hubs.redis, victim.consumer)
             if any(held.values()):
                 break
