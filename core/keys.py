@@ -62,6 +62,7 @@ ACTIVE = PREFIX + "active"
 SCHEDULED = PREFIX + "scheduled"
 ORPHANS = PREFIX + "orphans"
 ONLINE = PREFIX + "online"
+DIRECTORY_BUILT = PREFIX + "directory:built"  # STRING: when a hub last rebuilt the directory (ms)
 FAULT_ARMED = PREFIX + "fault:kill"
 FAULT_COUNT = PREFIX + "fault:count"
 REAPER_ACTIONS = PREFIX + "reaper:actions"

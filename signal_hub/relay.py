@@ -55,6 +55,15 @@ async def ensure_group(redis: Redis) -> None:
             raise
 
 
+async def live_hubs(redis: Redis, but: str) -> list[str]:
+    """The other hubs whose relay is running (its heartbeat is there), ``but`` this one."""
+    await ensure_group(redis)
+    consumers: Any = await redis.xinfo_consumers(keys.RESULTS, keys.RESULTS_GROUP)
+    names = [str(c["name"]) for c in consumers if str(c["name"]) != but]
+    beats = [await redis.exists(keys.hub_heartbeat(name)) for name in names]
+    return [name for name, beat in zip(names, beats, strict=True) if beat]
+
+
 class Relay:
     def __init__(self, hub: Hub, consumer: str) -> None:
         self.hub = hub

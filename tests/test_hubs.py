@@ -368,3 +368,25 @@ async def test_two_hubs_take_a_dead_hubs_results_over_once(
     assert len(handled) == 40 and len(set(handled)) == 40, Counter(handled).most_common(3)
     consumers: Any = await redis.xinfo_consumers(keys.RESULTS, keys.RESULTS_GROUP)
     assert "dead" not in {c["name"] for c in consumers}
+
+
+async def test_a_hub_started_beside_live_ones_leaves_their_directory_alone(hubs: Hubs) -> None:
+    """A hub that starts while others run (a rolling deploy) does not rebuild the directory from
+    the store: the live hubs keep it in step, and a rebuild would race their writes (read the
+    store, then replace the sets: a subscription removed in between would come back). Here the
+    new hub's store is even empty (embedded, its own), so a rebuild would also empty the gauge
+    of active subscriptions."""
+    _, channel_id, _ = new_channel(hubs.api, 3)
+    directory = keys.directory(channel_id, "paper")
+    before = (hubs.redis.smembers(directory), hubs.redis.smembers(keys.active_subscribers("paper")))
+    assert len(before[0]) == 3 and before[0] <= before[1]
+    (late,) = hubs.system.start_hubs(["hub_d"])
+    try:
+        after = (
+            hubs.redis.smembers(directory),
+            hubs.redis.smembers(keys.active_subscribers("paper")),
+        )
+        assert after == before
+        assert "not rebuilt" in late.proc.log.read_text()
+    finally:
+        late.proc.stop()
