@@ -4,9 +4,8 @@ The hot path reads only this: the channel entry (who may send), the per-broker s
 (what to expand), the channel's subscription entries and each broker's account entries (what the
 workers need). Every write to the store's channels, accounts and subscriptions goes through here
 too, and :meth:`rebuild` makes the directory again from the store at start-up, unless live hubs
-are keeping it (:meth:`kept`). Every change of a
-subscriber set deletes its spare copy (``keys.directory_spare``, made by the intake for the next
-expansion) in the same transaction.
+are keeping it (:meth:`kept`). Every change of a subscriber set deletes its spare copy
+(``keys.directory_spare``, made by the intake for the next expansion) in the same transaction.
 
 Two more things are kept with it, for the workers and the metrics: each account is on its
 broker's health schedule (``keys.health_due``, which the workers' periodic account checks take
