@@ -7,11 +7,11 @@ it has written it to the store and then emitted it: the live feed never shows a 
 /api/trades`` does not have yet. Only then is it acknowledged and deleted. A hub killed between the
 two is taken over and its records emitted again; events carry ``trade_id``, so a client drops a
 repeat. Each hub keeps a heartbeat key; the pending records of a consumer whose heartbeat is gone
-(a hub that was killed) are claimed by a live one within a second, and any record idle too long is
-claimed anyway. The store writes are idempotent upserts keyed by the record's id, so a record
-handled twice is written once. A subscriber's own events go only to subscribers connected to some
-hub (``presence.py``). On SIGTERM the relay finishes the batch in hand (written, acknowledged) and
-stops. Nothing in flight is lost on a restart.
+(a hub that was killed) are claimed by one live hub within a second (a short lock in Redis says
+which), and any record idle too long is claimed anyway. The store writes are idempotent upserts
+keyed by the record's id, so a record handled twice is written once. A subscriber's own events go
+only to subscribers connected to some hub (``presence.py``). On SIGTERM the relay finishes the
+batch in hand (written, acknowledged) and stops. Nothing in flight is lost on a restart.
 
 Once a slice is acknowledged its copies are counted (:func:`signal_hub.metrics.count_results`):
 the relay is where every terminal record passes, once per hub that handles it. Copies that failed
@@ -44,6 +44,7 @@ BLOCK_MS = 500
 HOUSEKEEPING_S = 1.0
 CLAIM_IDLE_MS = 30_000
 HEARTBEAT_MS = 5_000
+TAKEOVER_MS = 30_000  # a hub that dies while taking over leaves it to another after this
 
 
 async def ensure_group(redis: Redis) -> None:
@@ -52,6 +53,15 @@ async def ensure_group(redis: Redis) -> None:
     except ResponseError as exc:
         if "BUSYGROUP" not in str(exc):
             raise
+
+
+async def live_hubs(redis: Redis, but: str) -> list[str]:
+    """The other hubs whose relay is running (its heartbeat is there), ``but`` this one."""
+    await ensure_group(redis)
+    consumers: Any = await redis.xinfo_consumers(keys.RESULTS, keys.RESULTS_GROUP)
+    names = [str(c["name"]) for c in consumers if str(c["name"]) != but]
+    beats = [await redis.exists(keys.hub_heartbeat(name)) for name in names]
+    return [name for name, beat in zip(names, beats, strict=True) if beat]
 
 
 class Relay:
@@ -109,7 +119,9 @@ class Relay:
             await self.handle(entries)
 
     async def _claim_from_dead_hubs(self) -> None:
-        """The pending records of consumers whose heartbeat is gone, taken over now."""
+        """The pending records of consumers whose heartbeat is gone, taken over now, each dead
+        consumer by one live hub: every hub looks each second, and two that both claimed the
+        same records would both emit them."""
         consumers: Any = await self.redis.xinfo_consumers(keys.RESULTS, keys.RESULTS_GROUP)
         for consumer in consumers:
             name = str(consumer["name"])
@@ -117,25 +129,32 @@ class Relay:
                 continue
             if await self.redis.exists(keys.hub_heartbeat(name)):
                 continue
-            while True:
-                pending: Any = await self.redis.xpending_range(
-                    keys.RESULTS, keys.RESULTS_GROUP, "-", "+", READ_COUNT, consumername=name
-                )
-                if not pending:
-                    break
-                ids = [p["message_id"] for p in pending]
-                entries: Any = await self.redis.xclaim(
-                    keys.RESULTS, keys.RESULTS_GROUP, self.consumer, 0, ids
-                )
-                logger.warning("taking over {} results of dead hub {}", len(ids), name)
-                live = [(i, f) for i, f in entries if f]
-                if live:
-                    await self.handle(live)
-                gone = {i for i, _ in live} ^ set(ids)
-                if gone:  # deleted from the stream meanwhile: nothing to write
-                    await self.redis.xack(keys.RESULTS, keys.RESULTS_GROUP, *gone)
-            await self.hub.presence.forget(name)  # first: forgetting twice is harmless
-            await self.redis.xgroup_delconsumer(keys.RESULTS, keys.RESULTS_GROUP, name)
+            taking = keys.hub_takeover(name)
+            if not await self.redis.set(taking, self.consumer, nx=True, px=TAKEOVER_MS):
+                continue  # another hub is at it
+            await self._take_over(name)
+            await self.redis.delete(taking)
+
+    async def _take_over(self, name: str) -> None:
+        while True:
+            pending: Any = await self.redis.xpending_range(
+                keys.RESULTS, keys.RESULTS_GROUP, "-", "+", READ_COUNT, consumername=name
+            )
+            if not pending:
+                break
+            ids = [p["message_id"] for p in pending]
+            entries: Any = await self.redis.xclaim(
+                keys.RESULTS, keys.RESULTS_GROUP, self.consumer, 0, ids
+            )
+            logger.warning("taking over {} results of dead hub {}", len(ids), name)
+            live = [(i, f) for i, f in entries if f]
+            if live:
+                await self.handle(live)
+            gone = {i for i, _ in live} ^ set(ids)
+            if gone:  # deleted from the stream meanwhile: nothing to write
+                await self.redis.xack(keys.RESULTS, keys.RESULTS_GROUP, *gone)
+        await self.hub.presence.forget(name)  # first: forgetting twice is harmless
+        await self.redis.xgroup_delconsumer(keys.RESULTS, keys.RESULTS_GROUP, name)
 
     async def _claim_abandoned(self) -> None:
         """Records another hub took and left unacknowledged for too long (it died)."""
