@@ -229,7 +229,7 @@ async def process(
             assert account is not None
             candidates.append((claim, account))
     wanting = [a for c, a in candidates if needs_balance(c.subscription or {})]
-    balances = await rt.balances(wanting) if wanting else {}
+    balances = await _balances_by(rt, wanting, signal.deadline_ms) if wanting else {}
     staked: list[Staked] = []
     for claim, account in candidates:
         stake = stake_for(
@@ -240,6 +240,21 @@ async def process(
         else:
             staked.append(Staked(claim, account, stake))
     return staked
+
+
+async def _balances_by(
+    rt: WorkerRuntime, accounts: list[Account], deadline_ms: int
+) -> dict[str, Decimal]:
+    """The balances the broker gives before the signal's deadline, after which nothing may be
+    bought anyway: a broker that hangs costs a batch its deadline, not every lookup's timeouts
+    (which would also stretch a SIGTERM's hand-over). Percent stakes without one fail
+    ``balance_unavailable``."""
+    try:
+        async with asyncio.timeout(max(0.0, (deadline_ms - now_ms()) / 1000)):
+            return await rt.balances(accounts)
+    except TimeoutError:
+        logger.warning("no balances from {} before the deadline", rt.broker)
+        return {}
 
 
 async def gate(
@@ -332,9 +347,16 @@ async def _buy(rt: WorkerRuntime, orders: list[Order]) -> list[Fill | None]:
 
 async def _reconcile(rt: WorkerRuntime, order: Order) -> Fill | None:
     """Found: its purchase; never bought: failed; the broker cannot say, even after a few
-    tries (:data:`RECONCILE_WAITS_S`): ``None``, and the reaper asks after the deadline."""
+    tries (:data:`RECONCILE_WAITS_S`): ``None``, and the reaper asks after the deadline.
+
+    A stopping worker asks no more (``None`` too): each try can wait a lookup's timeouts and the
+    orders of a batch are asked one by one, so asking on would stretch a SIGTERM's hand-over past
+    any grace period; the reaper's reconciliation is the same, only later."""
     recorded = await recorded_contracts(rt.claims.redis, order.account.account_id)
     for wait_s in (*RECONCILE_WAITS_S, None):
+        if rt.stopping:
+            logger.info("order {}: stopping, the reaper will ask", order.client_order_id)
+            return None
         try:
             found = await rt.adapter.find_purchase(replace(order, recorded_contract_ids=recorded))
         except BrokerError as exc:

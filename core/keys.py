@@ -72,6 +72,7 @@ ACTIVE = PREFIX + "active"
 SCHEDULED = PREFIX + "scheduled"
 ORPHANS = PREFIX + "orphans"
 ONLINE = PREFIX + "online"
+DIRECTORY_BUILT = PREFIX + "directory:built"  # STRING: when a hub last rebuilt the directory (ms)
 FAULT_ARMED = PREFIX + "fault:kill"
 FAULT_COUNT = PREFIX + "fault:count"
 REAPER_ACTIONS = PREFIX + "reaper:actions"
@@ -195,6 +196,11 @@ def daily(subscription_id: str, day: str) -> str:
 
 def hub_heartbeat(consumer: str) -> str:
     return f"{PREFIX}hub:{consumer}"
+
+
+def hub_takeover(consumer: str) -> str:
+    """STRING: the live hub taking over a dead hub's pending results, so only one does."""
+    return f"{PREFIX}takeover:{consumer}"
 
 
 def online_at(hub_id: str) -> str:

@@ -1,9 +1,10 @@
 """The hub's ASGI application: REST under ``/api``, Socket.IO under ``/socket.io/``, the frontend.
 
 ``uvicorn signal_hub.app:app`` (the Procfile's ``web``). Start-up opens Redis and the store,
-creates the indexes, rebuilds the Redis directory from the store and starts the results relay
-and the scheduler; shutdown (SIGTERM) lets the relay write and acknowledge the batch in hand, so
-every result is either in the store or still pending in Redis for the next hub.
+creates the indexes, rebuilds the Redis directory from the store (unless live hubs keep it) and
+starts the results relay and the scheduler; shutdown (SIGTERM) lets the relay write and
+acknowledge the batch in hand, so every result is either in the store or still pending in Redis
+for the next hub.
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ from signal_hub.frontend import app_files
 from signal_hub.hub import Hub
 from signal_hub.middleware import BodyLimit, RequestIds, SecurityHeaders
 from signal_hub.presence import hub_instance_id
-from signal_hub.relay import Relay
+from signal_hub.relay import Relay, live_hubs
 from signal_hub.scheduler import run_scheduler
 from signal_hub.settings import Settings, get_settings
 from signal_hub.sockets import ProviderNamespace, SubscriberNamespace, build_server
@@ -81,9 +82,13 @@ def create_app(settings: Settings | None = None) -> socketio.ASGIApp:
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await hub.store.ensure_indexes()
-        counts = await hub.directory.rebuild()
-        logger.info("directory rebuilt from the store: {}", counts)
         consumer = hub_instance_id()
+        others = await live_hubs(hub.redis, hub.shards.home, but=consumer)
+        if await hub.directory.kept(others):
+            logger.info("directory kept by {} live hubs: not rebuilt", len(others))
+        else:
+            counts = await hub.directory.rebuild()
+            logger.info("directory rebuilt from the store: {}", counts)
         await hub.presence.forget(consumer)  # counts left by an earlier process of this name
         # one relay per hot-path shard's results stream (one, on REDIS_URL, unsharded)
         relays = [Relay(hub, consumer, s) for s in hub.shards] if hub.shards.sharded else []

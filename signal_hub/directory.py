@@ -3,9 +3,9 @@
 The hot path reads only this: the channel entry (who may send), the per-broker subscriber sets
 (what to expand), the channel's subscription entries and each broker's account entries (what the
 workers need). Every write to the store's channels, accounts and subscriptions goes through here
-too, and :meth:`rebuild` makes the directory again from the store at start-up. Every change of a
-subscriber set deletes its spare copy (``keys.directory_spare``, made by the intake for the next
-expansion) in the same transaction.
+too, and :meth:`rebuild` makes the directory again from the store at start-up, unless live hubs
+are keeping it (:meth:`kept`). Every change of a subscriber set deletes its spare copy
+(``keys.directory_spare``, made by the intake for the next expansion) in the same transaction.
 
 Two more things are kept with it, for the workers and the metrics: each account is on its
 broker's health schedule (``keys.health_due``, which the workers' periodic account checks take
@@ -192,6 +192,7 @@ class Directory:
                     {c: members[shard.index][c] for c in channel_ids[start : start + CHUNK]},
                 )
         await active.replace()
+        await self.redis.set(keys.DIRECTORY_BUILT, now_ms())
         return counts
 
     def _split(
@@ -202,6 +203,15 @@ class Directory:
         for doc in docs:
             parts.setdefault(self.shards.of_account(doc[account_field]).index, []).append(doc)
         return [(self.shards[i], part) for i, part in sorted(parts.items())]
+
+    async def kept(self, live_hubs: list[str]) -> bool:
+        """Is the directory built and kept in step by ``live_hubs`` (other hubs, running)?
+
+        Then a starting hub must not rebuild it: the rebuild reads the store and then replaces
+        the sets, and a subscription that a live hub removed (or added) in between would come
+        back (or go), a purchase for someone no longer subscribed. Without a live hub, or when
+        Redis lost the directory, there is nothing to race with and the rebuild runs."""
+        return bool(live_hubs) and bool(await self.redis.exists(keys.DIRECTORY_BUILT))
 
     async def _schedule_checks(self, accounts: list[dict[str, Any]]) -> None:
         """Put accounts on their broker's health schedule, due now unless already there."""

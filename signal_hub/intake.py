@@ -186,7 +186,7 @@ class Intake:
             logger.warning("scheduled signal {} not fired: {}", signal_id, exc.code)
             await self._reject(signal_id, fields["channel_id"], exc.code)
             return None
-        if status == "gone" or (status == "dup" and by_shard is not None):
+        if status in ("gone", "dup"):  # cancelled, or another hub's scheduler fired it first
             return None
         self._dispatch_soon(fields["channel_id"], ack, by_shard)
         return ack

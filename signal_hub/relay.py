@@ -7,11 +7,11 @@ it has written it to the store and then emitted it: the live feed never shows a 
 /api/trades`` does not have yet. Only then is it acknowledged and deleted. A hub killed between the
 two is taken over and its records emitted again; events carry ``trade_id``, so a client drops a
 repeat. Each hub keeps a heartbeat key; the pending records of a consumer whose heartbeat is gone
-(a hub that was killed) are claimed by a live one within a second, and any record idle too long is
-claimed anyway. The store writes are idempotent upserts keyed by the record's id, so a record
-handled twice is written once. A subscriber's own events go only to subscribers connected to some
-hub (``presence.py``). On SIGTERM the relay finishes the batch in hand (written, acknowledged) and
-stops. Nothing in flight is lost on a restart.
+(a hub that was killed) are claimed by one live hub within a second (a short lock in Redis says
+which), and any record idle too long is claimed anyway. The store writes are idempotent upserts
+keyed by the record's id, so a record handled twice is written once. A subscriber's own events go
+only to subscribers connected to some hub (``presence.py``). On SIGTERM the relay finishes the
+batch in hand (written, acknowledged) and stops. Nothing in flight is lost on a restart.
 
 With several hot-path shards (:mod:`core.shards`) each shard has its own results stream (the
 workers' scripts write a record with the state it ends, on one shard) and the hub runs one relay
@@ -49,6 +49,7 @@ BLOCK_MS = 500
 HOUSEKEEPING_S = 1.0
 CLAIM_IDLE_MS = 30_000
 HEARTBEAT_MS = 5_000
+TAKEOVER_MS = 30_000  # a hub that dies while taking over leaves it to another after this
 
 
 async def ensure_group(redis: Redis, stream: str = keys.RESULTS) -> None:
@@ -59,12 +60,24 @@ async def ensure_group(redis: Redis, stream: str = keys.RESULTS) -> None:
             raise
 
 
+async def live_hubs(redis: Redis, home: Shard, but: str) -> list[str]:
+    """The other hubs whose relay is running (its heartbeat, on ``redis``, is there), ``but``
+    this one; every hub reads the home shard's results stream."""
+    results = home.key(keys.RESULTS)
+    await ensure_group(home.redis, results)
+    consumers: Any = await home.redis.xinfo_consumers(results, keys.RESULTS_GROUP)
+    names = [str(c["name"]) for c in consumers if str(c["name"]) != but]
+    beats = [await redis.exists(keys.hub_heartbeat(name)) for name in names]
+    return [name for name, beat in zip(names, beats, strict=True) if beat]
+
+
 class Relay:
     def __init__(self, hub: Hub, consumer: str, shard: Shard | None = None) -> None:
         """``shard``: relay that shard's results stream (default: ``REDIS_URL``'s)."""
         self.hub = hub
         self.redis = shard.redis if shard else hub.redis
-        self.results = shard.key(keys.RESULTS) if shard else keys.RESULTS
+        self._on = (shard or Shard(hub.redis)).key  # unsharded: the keys as they are
+        self.results = self._on(keys.RESULTS)
         self._transaction = not (shard and shard.cluster)  # a cluster client has no MULTI
         self.consumer = consumer
         self._stopping = asyncio.Event()
@@ -117,7 +130,9 @@ class Relay:
             await self.handle(entries)
 
     async def _claim_from_dead_hubs(self) -> None:
-        """The pending records of consumers whose heartbeat is gone, taken over now."""
+        """The pending records of consumers whose heartbeat is gone, taken over now, each dead
+        consumer by one live hub: every hub looks each second, and two that both claimed the
+        same records would both emit them."""
         consumers: Any = await self.redis.xinfo_consumers(self.results, keys.RESULTS_GROUP)
         for consumer in consumers:
             name = str(consumer["name"])
@@ -125,25 +140,33 @@ class Relay:
                 continue
             if await self.hub.redis.exists(keys.hub_heartbeat(name)):
                 continue
-            while True:
-                pending: Any = await self.redis.xpending_range(
-                    self.results, keys.RESULTS_GROUP, "-", "+", READ_COUNT, consumername=name
-                )
-                if not pending:
-                    break
-                ids = [p["message_id"] for p in pending]
-                entries: Any = await self.redis.xclaim(
-                    self.results, keys.RESULTS_GROUP, self.consumer, 0, ids
-                )
-                logger.warning("taking over {} results of dead hub {}", len(ids), name)
-                live = [(i, f) for i, f in entries if f]
-                if live:
-                    await self.handle(live)
-                gone = {i for i, _ in live} ^ set(ids)
-                if gone:  # deleted from the stream meanwhile: nothing to write
-                    await self.redis.xack(self.results, keys.RESULTS_GROUP, *gone)
-            await self.hub.presence.forget(name)  # first: forgetting twice is harmless
-            await self.redis.xgroup_delconsumer(self.results, keys.RESULTS_GROUP, name)
+            # one lock per dead hub and results stream (a shard's, on that shard)
+            taking = self._on(keys.hub_takeover(name))
+            if not await self.redis.set(taking, self.consumer, nx=True, px=TAKEOVER_MS):
+                continue  # another hub is at it
+            await self._take_over(name)
+            await self.redis.delete(taking)
+
+    async def _take_over(self, name: str) -> None:
+        while True:
+            pending: Any = await self.redis.xpending_range(
+                self.results, keys.RESULTS_GROUP, "-", "+", READ_COUNT, consumername=name
+            )
+            if not pending:
+                break
+            ids = [p["message_id"] for p in pending]
+            entries: Any = await self.redis.xclaim(
+                self.results, keys.RESULTS_GROUP, self.consumer, 0, ids
+            )
+            logger.warning("taking over {} results of dead hub {}", len(ids), name)
+            live = [(i, f) for i, f in entries if f]
+            if live:
+                await self.handle(live)
+            gone = {i for i, _ in live} ^ set(ids)
+            if gone:  # deleted from the stream meanwhile: nothing to write
+                await self.redis.xack(self.results, keys.RESULTS_GROUP, *gone)
+        await self.hub.presence.forget(name)  # first: forgetting twice is harmless
+        await self.redis.xgroup_delconsumer(self.results, keys.RESULTS_GROUP, name)
 
     async def _claim_abandoned(self) -> None:
         """Records another hub took and left unacknowledged for too long (it died)."""

@@ -90,6 +90,31 @@ class Proc:
 
 
 @dataclass
+class HubProc:
+    """One of several hubs: its process and port."""
+
+    proc: Proc
+    port: int
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def consumer(self) -> str:
+        """Its name in the results stream's consumer group (``presence.hub_instance_id``)."""
+        return f"{socket.gethostname()}-{self.proc.popen.pid}"
+
+
+def _wait_ready(proc: Proc, base_url: str, timeout: float) -> None:
+    wait_until(
+        lambda: httpx.get(f"{base_url}/readyz", timeout=1).status_code == 200,
+        timeout=timeout,
+        what=f"{proc.name} at {base_url}: {proc.tail()}",
+    )
+
+
+@dataclass
 class System:
     """A running set of processes sharing one Redis database."""
 
@@ -121,17 +146,36 @@ class System:
 
     def start_hub(self, timeout: float = 30) -> Proc:
         self.port = self.port or free_port()
-        proc = self.spawn(
-            "hub",
-            [sys.executable, "-m", "uvicorn", "signal_hub.app:app", "--port", str(self.port),
-             "--no-access-log", "--forwarded-allow-ips", self.env.get("FORWARDED_ALLOW_IPS", "")],
-        )  # fmt: skip
-        wait_until(
-            lambda: httpx.get(f"{self.base_url}/readyz", timeout=1).status_code == 200,
-            timeout=timeout,
-            what=f"hub on {self.port}: {proc.tail()}",
-        )
+        proc = self._spawn_hub("hub", self.port)
+        _wait_ready(proc, self.base_url, timeout)
         return proc
+
+    def _spawn_hub(self, name: str, port: int, extra_env: dict[str, str] | None = None) -> Proc:
+        return self.spawn(
+            name,
+            [sys.executable, "-m", "uvicorn", "signal_hub.app:app", "--port", str(port),
+             "--no-access-log", "--forwarded-allow-ips", self.env.get("FORWARDED_ALLOW_IPS", "")],
+            extra_env,
+        )  # fmt: skip
+
+    def start_hubs(self, names: list[str], timeout: float = 45) -> list[HubProc]:
+        """Several hubs on one Redis, started together, each on its own port. Without
+        ``MONGODB_URL`` each has an embedded store of its own (its own journal): the store is not
+        shared, only Redis is (rooms, the results stream, the directory, the schedule)."""
+        hubs = []
+        for name in names:
+            port = free_port()
+            extra = {}
+            if "EMBEDDED_STORE_PATH" in self.env:
+                extra["EMBEDDED_STORE_PATH"] = str(
+                    self.log_dir / f"store-{REDIS_PORT}-{name}.jsonl"
+                )
+                Path(extra["EMBEDDED_STORE_PATH"]).unlink(missing_ok=True)
+            hubs.append(HubProc(self._spawn_hub(name, port, extra), port))
+        for hub in hubs:
+            _wait_ready(hub.proc, hub.base_url, timeout)
+        self.port = self.port or hubs[0].port
+        return hubs
 
     def start_deriv_sim(self) -> Proc:
         """The loopback Deriv simulator; pools started after it trade against it."""

@@ -14,7 +14,13 @@ from typing import Any
 import pytest
 from redis.asyncio import Redis
 
-from broker_workers.adapters.base import FatalBrokerError, Fill, Order
+from broker_workers.adapters.base import (
+    AmbiguousPurchase,
+    FatalBrokerError,
+    Fill,
+    Order,
+    TemporaryBrokerError,
+)
 from broker_workers.adapters.paper.ledger import CONTRACTS
 from broker_workers.drain import drain
 from broker_workers.runtime import WorkerRuntime
@@ -135,3 +141,61 @@ async def test_a_broker_that_cannot_work_fails_its_orders_and_says_so(
     records = await execution_records(redis)
     assert {(r["status"], r["reason"]) for r in records} == {("failed", "broker_error")}
     assert len(records) == SUBSCRIBERS
+
+
+async def test_a_stopping_worker_leaves_an_unanswered_purchase_to_the_reaper(
+    redis: Redis, runtime: WorkerRuntime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SIGTERM while a batch's purchase is being reconciled: the worker asks the broker no more
+    (each lookup may wait its timeouts, and the orders are asked one by one, so asking on would
+    outlast any grace period); the batch stays ``sending`` for the reaper, which asks after the
+    deadline, and the rest of the signal is left for the next worker."""
+    lookups: list[str] = []
+
+    async def unanswered(orders: list[Order]) -> list[Fill]:
+        raise AmbiguousPurchase("sent, no answer")
+
+    async def cannot_say(order: Order) -> Fill | None:
+        lookups.append(order.client_order_id)
+        runtime.stopping = True  # the SIGTERM arrives during the first lookup
+        raise TemporaryBrokerError("no answer from the broker")
+
+    monkeypatch.setattr(runtime.adapter, "buy", unanswered)
+    monkeypatch.setattr(runtime.adapter, "find_purchase", cannot_say)
+    await expand(redis, "sig1", "c1")
+    assert await drain(runtime, "sig1") == 0
+    assert len(lookups) == 1, lookups
+    assert await redis.zcard(keys.ORPHANS) == 4  # the batch in hand (DRAIN_BATCH_SIZE), sent
+    assert await redis.scard(keys.work("sig1", "paper")) == SUBSCRIBERS - 4  # handed over
+    assert await execution_records(redis) == []
+
+
+async def test_balances_a_hanging_broker_never_gives_end_at_the_deadline(
+    redis: Redis, runtime: WorkerRuntime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Percent stakes need the balance; a broker that never answers costs the batch its deadline
+    (its subscribers fail ``balance_unavailable``, or expire), not the lookups' timeouts."""
+    asked: list[int] = []
+
+    async def hanging(accounts: list[Any]) -> dict[str, Any]:
+        asked.append(len(accounts))
+        await asyncio.sleep(3600)
+        return {}
+
+    channel: Any = await redis.get(keys.channel("c1"))
+    await redis.set(
+        keys.channel("c1"), json.dumps({**json.loads(channel), "max_signal_delay_ms": 400})
+    )
+    subs: Any = await redis.hgetall(keys.subscriptions("c1"))
+    for sub_id, raw in subs.items():
+        entry = {**json.loads(raw), "stake": {"mode": "percent", "percent": 1}}
+        await redis.hset(keys.subscriptions("c1"), sub_id, json.dumps(entry))
+    monkeypatch.setattr(runtime, "balances", hanging)
+    await expand(redis, "sig1", "c1")
+    assert await drain(runtime, "sig1") == SUBSCRIBERS
+    assert asked, "the balances were asked for"
+    records = await execution_records(redis)
+    assert len({r["trade_id"] for r in records}) == SUBSCRIBERS == len(records)
+    ends = {(r["status"], r["reason"]) for r in records}
+    assert ("failed", "balance_unavailable") in ends, ends
+    assert ends <= {("failed", "balance_unavailable"), ("skipped", "expired")}, ends

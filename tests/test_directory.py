@@ -19,9 +19,11 @@ BROKERS = ["paper", "deriv"]
 
 async def snapshot(redis: Redis) -> dict[str, Any]:
     """Every key of the database with its value (sets sorted; a sorted set's members, not the
-    times they are due)."""
+    times they are due), but the time of the last rebuild."""
     state: dict[str, Any] = {}
     async for key in redis.scan_iter(count=1000):
+        if key == keys.DIRECTORY_BUILT:
+            continue
         kind = await redis.type(key)
         if kind == "set":
             state[key] = sorted(await redis.smembers(key))

@@ -16,6 +16,7 @@ import json
 import re
 import shutil
 import subprocess
+import tomllib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,8 @@ import kubernetes_validate
 import pytest
 import yaml
 
+from broker_workers.adapters.deriv.settings import DerivSettings
+from signal_hub.api.channels import ChannelIn
 from tests.test_monitoring import PROMETHEUS_CONFIG, matcher_problems
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -35,6 +38,7 @@ K8S_VERSION = "1.31"
 
 APP_IMAGE = "ghcr.io/example/cloud-trade-copier"
 SECRET_NAMES = ("JWT_SECRET", "BROKER_CREDENTIALS_KEY", "MONGODB_URL")
+WORKER_SECRETS = ("BROKER_CREDENTIALS_KEY",)
 SECRET_LIKE = re.compile(r"SECRET|PASSWORD|TOKEN|CREDENTIAL|_KEY$|MONGODB_URL", re.IGNORECASE)
 WORKLOAD_KINDS = ("Deployment", "StatefulSet")
 # Test tools that the example overlay adds; held to every rule but the service's own.
@@ -377,11 +381,32 @@ def test_workers(docs: list[Doc]) -> None:
             "-u",
             "$(REDIS_URL)",
         ]
-        assert workload["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] >= 60
+        grace = workload["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
+        assert grace >= longest_handover_s(), (grace, longest_handover_s())
         assert "replicas" not in workload["spec"], "KEDA owns a pool's replicas"
         ports = {p["name"]: p["containerPort"] for p in container["ports"]}
         assert ports == {"metrics": 9100}
         assert env_of(container)["METRICS_PORT"]["value"] == "9100"
+
+
+# What a worker's SIGTERM may still wait for after recording its batch: the record written
+# with retries (``drain._with_retries``: ~3.5 s of pauses, each call with redis-py's own), the
+# release and the hand-over's drain job, the runtime closing its sessions (a websocket close of
+# 2 s each, then a 5 s join), and RQ's pool noticing (1 s).
+RECORDING_S = 5
+CLOSING_S = 10
+
+
+def longest_handover_s() -> float:
+    """A SIGTERMed worker's longest hand-over, from the code's own bounds (broker_workers/drain.py):
+    balances are waited for until the signal's deadline, purchases retried until it with one
+    reply timeout after, and a stopping worker reconciles no more. The deadline is a channel's
+    ``max_signal_delay_ms``, at most the API's upper bound."""
+    max_delay = next(
+        m.le for m in ChannelIn.model_fields["max_signal_delay_ms"].metadata if hasattr(m, "le")
+    )
+    reply_timeout = DerivSettings.__dataclass_fields__["reply_timeout_s"].default
+    return float(max_delay / 1000 + reply_timeout + RECORDING_S + CLOSING_S)
 
 
 def test_reaper_runs_twice(docs: list[Doc]) -> None:
@@ -490,8 +515,12 @@ def test_secrets_come_only_from_secret_references(docs: list[Doc]) -> None:
         refs = set(secret_refs(workload))
         if workload["metadata"]["name"] in TEST_TOOLS:
             assert refs == set(), "a test tool holds no secret"
-        elif worker_broker(workload) or workload["metadata"]["name"] in {"hub", "reaper"}:
-            assert {key for _, key in refs} == set(SECRET_NAMES), workload["metadata"]["name"]
+        elif workload["metadata"]["name"] == "hub":
+            assert {key for _, key in refs} == set(SECRET_NAMES)
+        elif worker_broker(workload) or workload["metadata"]["name"] == "reaper":
+            # Each process is given the secrets it reads: workers and the reaper open broker
+            # credentials, and never reach the store nor sign a token.
+            assert {key for _, key in refs} == set(WORKER_SECRETS), workload["metadata"]["name"]
 
 
 def test_base_carries_no_secret(base: list[Doc]) -> None:
@@ -582,3 +611,32 @@ def test_scrape_config_matches_the_pods(docs: list[Doc]) -> None:
     for workload in workloads(docs):
         if worker_broker(workload):
             assert [p["name"] for p in containers(workload)[0]["ports"]] == ["metrics"]
+
+
+def test_the_dockerfile_makes_the_image_the_manifests_run(example: list[Doc]) -> None:
+    """The root Dockerfile (not built here: no container engine on this machine) installs every
+    package the project ships, puts the commands the pods run on PATH, runs as the uid the pods
+    run as, and carries the web app where ``FRONTEND_DIR`` points; its ignore file keeps none of
+    what it copies out."""
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    ignored = {
+        line.strip() for line in (ROOT / ".dockerignore").read_text().splitlines() if line.strip()
+    }
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    packages = project["tool"]["setuptools"]["packages"]["find"]["include"]
+    copied = re.findall(r"^COPY (?!--from)(\S+)", dockerfile, re.MULTILINE)
+    for package in packages:
+        assert f"{package.rstrip('*')}/" in copied, package
+    assert not {c.rstrip("/") for c in copied} & ignored, "COPY of an ignored path"
+    assert "RUN pip install .\n" in dockerfile
+    assert re.search(r"^ENV PATH=/opt/venv/bin:\$PATH", dockerfile, re.MULTILINE)
+    assert "FRONTEND_DIR=/app/frontend/dist" in dockerfile
+    assert "COPY --from=web /web/dist /app/frontend/dist" in dockerfile
+    (user,) = re.findall(r"^USER (\d+):(\d+)$", dockerfile, re.MULTILINE)
+    commands = set()
+    for workload in workloads(example):
+        pod = workload["spec"]["template"]["spec"]
+        if any(c["image"].startswith(APP_IMAGE) for c in containers(workload)):
+            assert str(pod["securityContext"]["runAsUser"]) == user[0]
+            commands |= {c["command"][0] for c in containers(workload)}
+    assert commands == {"uvicorn", "rq", "python"}, commands
