@@ -27,6 +27,7 @@ class WorkerSettings(CommonSettings):
     send_margin_ms: int  # the last moment to send before a deadline
     worker_heartbeat_s: float
     claim_lease_s: float  # a worker is dead after its lease without a heartbeat
+    lease_margin_ms: int  # a lease is surely valid until its renewal was sent + TTL - this
     reconcile_after_ms: int  # an orphan is reconciled this long after its signal's deadline
     reaper_interval_ms: int
     redrive_stall_ms: int  # a work set that did not shrink this long gets a new drain job
@@ -53,6 +54,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> WorkerSettings:
         send_margin_ms=env("SEND_MARGIN_MS", cast=int, default=150),
         worker_heartbeat_s=env("WORKER_HEARTBEAT_S", cast=float, default=1.0),
         claim_lease_s=env("CLAIM_LEASE_S", cast=float, default=5.0),
+        lease_margin_ms=env("LEASE_MARGIN_MS", cast=int, default=250),
         reconcile_after_ms=env("RECONCILE_AFTER_MS", cast=int, default=2000),
         reaper_interval_ms=env("REAPER_INTERVAL_MS", cast=int, default=250),
         redrive_stall_ms=env("REDRIVE_STALL_MS", cast=int, default=1000),
