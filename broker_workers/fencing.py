@@ -36,9 +36,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import secrets
 import socket
 import struct
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -53,15 +55,30 @@ from core import keys, scripts
 _LINGER_ZERO = struct.pack("ii", 1, 0)
 
 
+def _disconnect(fd: int) -> None:
+    """``connect(AF_UNSPEC)`` on a TCP socket (Linux): the connection itself is reset and its
+    queues purged, whoever else holds a descriptor of it (a forked child)."""
+    if _LIBC is None:
+        return
+    address = ctypes.create_string_buffer(struct.pack("=H", socket.AF_UNSPEC), 16)
+    _LIBC.connect(fd, address, len(address))
+
+
+_LIBC = ctypes.CDLL(None, use_errno=True) if sys.platform == "linux" else None
+
+
 def abort_transport(transport: Any) -> None:
     """Close an asyncio transport at once, discarding what the kernel has not sent yet: with
-    ``SO_LINGER`` 0 a close resets the connection instead of delivering the send buffer."""
+    ``SO_LINGER`` 0 a close resets the connection instead of delivering the send buffer, and
+    the connection is reset first in any case, so that a copy of the descriptor in another
+    process cannot keep it (and its unsent bytes) alive."""
     if transport is None:
         return
     sock = transport.get_extra_info("socket")
     if sock is not None:
         with contextlib.suppress(OSError):  # already closed
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_ZERO)
+            _disconnect(sock.fileno())
     transport.abort()
 
 

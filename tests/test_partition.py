@@ -370,7 +370,10 @@ async def test_a_worker_host_cut_off_buys_nothing_once_its_lease_is_lost(
     # Nothing arrives while the link is down, so a purchase of theirs that arrived once it was
     # back came after their leases were lost (the reaper had their claims by then).
     late = [p for p in purchases if p.cut_off and p.arrived_ms >= result.restore_ms]
-    assert late == [], f"the cut-off workers bought after their leases were lost: {late[:5]}"
+    assert late == [], (
+        f"the cut-off workers bought after their leases were lost (cut at {result.cut_ms}, "
+        f"back at {result.restore_ms}): {late[:5]}"
+    )
     # The case happened as meant: the cut-off workers had bought on both brokers before the cut,
     # lost their leases, fenced, and the reaper took over what they held.
     assert {p.broker for p in purchases if p.cut_off} == {"paper", "deriv"}
@@ -385,6 +388,7 @@ class Purchase:
     trade_id: str
     arrived_ms: int
     cut_off: bool  # made by a worker of the cut-off host
+    via: str = ""  # the simulator's connection number, the paper ledger's worker
 
 
 @dataclass
@@ -407,7 +411,13 @@ def _purchases(
         if str(contract["client_order_id"]).startswith(f"{signal_id}-"):
             cut_off = contract.get("worker") in ns_workers
             found.append(
-                Purchase("paper", contract["client_order_id"], contract["bought_ms"], cut_off)
+                Purchase(
+                    "paper",
+                    contract["client_order_id"],
+                    contract["bought_ms"],
+                    cut_off,
+                    str(contract.get("worker")),
+                )
             )
     made = httpx.get(f"{sim_url}/_sim/purchases", timeout=10).json()["purchases"]
     for p in made:
@@ -418,7 +428,9 @@ def _purchases(
             trade = f"{signal_id}-{passthrough['subscription_ids'][p['token_index']]}"
         else:
             trade = passthrough["client_order_id"]
-        found.append(Purchase("deriv", trade, p["received"], p["peer"] == ns_ip))
+        found.append(
+            Purchase("deriv", trade, p["received"], p["peer"] == ns_ip, str(p["connection"]))
+        )
     return found
 
 
