@@ -163,13 +163,13 @@ class Lease:
         return max(0.0, self.valid_until - time.monotonic()) if self.token else 0.0
 
     async def take(self) -> None:
-        """A new lease under a new token (and the worker listed for the reaper again: it
-        forgets a worker whose claims it took)."""
+        """A new lease under a new token, then the worker listed for the reaper (never listed
+        without a lease: the reaper would take it for dead)."""
         token = secrets.token_hex(12)
-        await self.redis.sadd(keys.workers(self.broker), self.worker_id)
         sent = time.monotonic()
         await self.redis.set(keys.worker_heartbeat(self.worker_id), token, px=self.ttl_ms)
         self.token, self.valid_until = token, self._deadline(sent)
+        await self._listed()
 
     async def renew(self) -> bool:
         """Extend the current lease; False if Redis no longer holds it."""
@@ -179,7 +179,14 @@ class Lease:
         )
         if renewed and token == self.token and self.held():
             self.valid_until = max(self.valid_until, self._deadline(sent))
+            await self._listed()
         return renewed
+
+    async def _listed(self) -> None:
+        """In the broker's worker set, again with each renewal: a reaper that found the lease
+        lapsed forgets the worker after releasing its claims, and may do so just after the
+        worker took a new lease."""
+        await self.redis.sadd(keys.workers(self.broker), self.worker_id)
 
     def _deadline(self, sent: float) -> float:
         return sent + self.ttl_ms / 1000 - self.margin_s
