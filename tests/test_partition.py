@@ -386,6 +386,14 @@ async def test_a_worker_host_cut_off_buys_nothing_once_its_lease_is_lost(
     assert result.restore_ms < result.deadline_ms - 2000, result
     for broker, proc in cut_off.items():
         assert "lost its lease" in proc.log.read_text(errors="replace"), broker
+    ours = Counter(p.broker for p in purchases if p.cut_off)
+    print(
+        f"partition: {result.counted} counted, {len(by_trade)} records "
+        f"{dict(Counter(t['status'] for t in trades))}, {len(purchases)} purchases "
+        f"({dict(ours)} by the cut-off workers, all before the cut), "
+        f"{sum(n - 1 for n in bought.values())} doubles, {result.recovered} claims recovered, "
+        f"link down {(result.restore_ms - result.cut_ms) / 1000:.1f} s"
+    )
 
 
 @dataclass(frozen=True)
