@@ -45,6 +45,14 @@ def load_settings(environ: Mapping[str, str] | None = None) -> WorkerSettings:
     """Build :class:`WorkerSettings` from ``environ`` (default: the process environment)."""
     env = Env(environ)
     credentials_key = env.credentials_key()
+    heartbeat_s = env("WORKER_HEARTBEAT_S", cast=float, default=1.0)
+    lease_s = env("CLAIM_LEASE_S", cast=float, default=5.0)
+    margin_ms = env("LEASE_MARGIN_MS", cast=int, default=250)
+    if margin_ms < 0 or margin_ms + heartbeat_s * 1000 >= lease_s * 1000:
+        env.problems.append(
+            "LEASE_MARGIN_MS plus WORKER_HEARTBEAT_S must stay below CLAIM_LEASE_S "
+            "(a lease must outlive a renewal's interval and its margin)"
+        )
     env.check()
     return WorkerSettings(
         **common(env),
@@ -52,9 +60,9 @@ def load_settings(environ: Mapping[str, str] | None = None) -> WorkerSettings:
         drain_batch_size=env("DRAIN_BATCH_SIZE", cast=int, default=100),
         drain_concurrency=env("DRAIN_CONCURRENCY", cast=int, default=8),
         send_margin_ms=env("SEND_MARGIN_MS", cast=int, default=150),
-        worker_heartbeat_s=env("WORKER_HEARTBEAT_S", cast=float, default=1.0),
-        claim_lease_s=env("CLAIM_LEASE_S", cast=float, default=5.0),
-        lease_margin_ms=env("LEASE_MARGIN_MS", cast=int, default=250),
+        worker_heartbeat_s=heartbeat_s,
+        claim_lease_s=lease_s,
+        lease_margin_ms=margin_ms,
         reconcile_after_ms=env("RECONCILE_AFTER_MS", cast=int, default=2000),
         reaper_interval_ms=env("REAPER_INTERVAL_MS", cast=int, default=250),
         redrive_stall_ms=env("REDRIVE_STALL_MS", cast=int, default=1000),
