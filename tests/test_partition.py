@@ -354,12 +354,17 @@ async def test_a_worker_host_cut_off_buys_nothing_once_its_lease_is_lost(
             result = await _cut_mid_signal(
                 r, netns, seeded.channel.id, watcher, ns_workers, sim_url
             )
+            # The cut-off workers stay up, back on the network, until every record is in (the
+            # deadline and the reconciliation after it): time for anything they held to go out.
+            trades = await asyncio.to_thread(
+                _trades, system.base_url, seeded.provider_token, result.signal_id, result.counted
+            )
         finally:
             await watcher.close()
             for proc in cut_off.values():  # no warm shutdown for them: they are done
                 proc.stop(signal.SIGKILL)
-        trades = _trades(system.base_url, seeded.provider_token, result.signal_id, result.counted)
-        purchases = _purchases(r, sim_url, result.signal_id, netns.ns_ip, set(ns_workers.values()))
+        ours = set(ns_workers.values())
+        purchases = _purchases(r, sim_url, result.signal_id, netns.ns_ip, ours)
     r.close()
 
     by_trade = Counter(t["trade_id"] for t in trades)
@@ -386,11 +391,11 @@ async def test_a_worker_host_cut_off_buys_nothing_once_its_lease_is_lost(
     assert result.restore_ms < result.deadline_ms - 2000, result
     for broker, proc in cut_off.items():
         assert "lost its lease" in proc.log.read_text(errors="replace"), broker
-    ours = Counter(p.broker for p in purchases if p.cut_off)
+    theirs = Counter(p.broker for p in purchases if p.cut_off)
     print(
         f"partition: {result.counted} counted, {len(by_trade)} records "
         f"{dict(Counter(t['status'] for t in trades))}, {len(purchases)} purchases "
-        f"({dict(ours)} by the cut-off workers, all before the cut), "
+        f"({dict(theirs)} by the cut-off workers, all before the cut), "
         f"{sum(n - 1 for n in bought.values())} doubles, {result.recovered} claims recovered, "
         f"link down {(result.restore_ms - result.cut_ms) / 1000:.1f} s"
     )
