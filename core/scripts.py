@@ -13,9 +13,10 @@ writes nothing.
 On Redis Cluster a script may only touch keys of one slot. Every key is declared, and the keys of
 one signal share its tag, but most scripts still join a signal's keys with its channel's (the
 expansion, cancel), a worker's (claim, the gate, finish, release) or the global ``results``,
-``active``, ``scheduled`` and ``orphans``; only :func:`make_spares` and :func:`take_due` are one
-slot today. Sharding (issue 16) has to give those global keys a tag per shard, place a channel's
-signals with its directory and a worker's claims with the signals it drains.
+``active``, ``scheduled`` and ``orphans``; only :func:`make_spares`, :func:`take_due` and
+:func:`renew_lease` are one slot today. Sharding (issue 16) has to give those global keys a tag
+per shard, place a channel's signals with its directory and a worker's claims with the signals it
+drains.
 """
 
 from __future__ import annotations
