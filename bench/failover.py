@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from broker_workers.replication import replicated
+from core import keys
 from core.connections import redis_client
 from tests.client import live
 from tests.failover import WORKERS, Failover, failover_system, wait_registered
@@ -88,7 +89,7 @@ async def _round_trips(url: str, calls: int) -> dict[str, dict[str, float]]:
             await redis.ping()
         for _ in range(calls):
             started = time.perf_counter()
-            confirmed = await replicated(redis, "bench-wait", 1, 100)
+            confirmed = await replicated(redis, keys.replication_probe("bench-wait"), 1, 100)
             wait.append((time.perf_counter() - started) * 1000)
             assert confirmed, "the replica did not confirm"
             started = time.perf_counter()

@@ -34,14 +34,15 @@ from core.clock import now_ms
 PROBE_TTL_MS = 10_000
 
 
-async def replicated(redis: Redis, worker_id: str, replicas: int, timeout_ms: int) -> bool:
+async def replicated(redis: Redis, probe_key: str, replicas: int, timeout_ms: int) -> bool:
     """True when at least ``replicas`` replicas hold every write this process made before the
-    call (0 replicas: always, without asking). A Redis that cannot answer is a no."""
+    call (0 replicas: always, without asking). A Redis that cannot answer is a no. ``probe_key``:
+    the worker's ``replprobe:{W}`` on the shard whose writes are asked about."""
     if replicas <= 0:
         return True
     try:
         async with redis.pipeline(transaction=False) as pipe:
-            pipe.set(keys.replication_probe(worker_id), now_ms(), px=PROBE_TTL_MS)
+            pipe.set(probe_key, now_ms(), px=PROBE_TTL_MS)
             pipe.execute_command("WAIT", replicas, timeout_ms)
             _, acknowledged = await pipe.execute()
     except RedisError:
@@ -49,10 +50,10 @@ async def replicated(redis: Redis, worker_id: str, replicas: int, timeout_ms: in
     return int(acknowledged) >= replicas
 
 
-async def hold(redis: Redis, signal_id: str, subscription_ids: Sequence[str]) -> None:
+async def hold(redis: Redis, key: str, subscription_ids: Sequence[str]) -> None:
     """Remember why these marked subscribers were not sent, for the reaper's record (best
-    effort: lost, the record says ``expired``, which is also true)."""
-    key = keys.unreplicated(signal_id)
+    effort: lost, the record says ``expired``, which is also true). ``key``: the signal's
+    ``unreplicated:{S}`` on the shard of the marks."""
     try:
         async with redis.pipeline(transaction=False) as pipe:
             pipe.sadd(key, *subscription_ids)

@@ -1,10 +1,15 @@
-"""The long-lived state of one worker process: its event loop, broker adapter and heartbeat.
+"""The long-lived state of one worker process: its event loop, broker adapter and lease.
 
 RQ runs each drain job in the worker's main thread (``SimpleWorker``: no fork per job), and the
 job hands its coroutine to this runtime's event loop, which runs in a thread of its own for the
 life of the process. So broker sessions opened at start-up stay connected and authorized between
-signals, and the heartbeat keeps beating while a job runs. Settlement runs on the same loop
+signals, and the lease is renewed while a job runs. Settlement runs on the same loop
 (:class:`~broker_workers.settlement.Settler`): the workers hold the broker sessions.
+
+The heartbeat is a lease with a local deadline (:mod:`broker_workers.fencing`): when it passes
+without a renewal, the worker aborts its broker connections and its Redis connections at once
+(:meth:`WorkerRuntime.fence`), its lanes claim nothing more, and no purchase marked under that
+lease leaves any more.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ from broker_workers.adapters import resolve_adapter
 from broker_workers.adapters.base import Account, BrokerAdapter, BrokerError
 from broker_workers.claims import ClaimBook
 from broker_workers.faults import KillPoints
+from broker_workers.fencing import Lease, abort_redis
 from broker_workers.metrics import Metered, broker_series
 from broker_workers.settings import WorkerSettings
 from broker_workers.settlement import Settler
@@ -59,6 +65,7 @@ class WorkerRuntime:
         self.accounts: AccountBook
         self.claims: ClaimBook
         self.faults: KillPoints
+        self.lease: Lease
 
     def _run_loop(self) -> None:
         asyncio.set_event_loop(self.loop)
@@ -89,29 +96,37 @@ class WorkerRuntime:
             remember_contracts=self.capabilities["finds_purchases_by_details"],
         )
         self.faults = KillPoints(self.redis, self.settings.fault_injection)
-        await self._beat()
-        await self.redis.sadd(keys.workers(self.broker), self.worker_id)
+        self.lease = Lease(
+            self.redis,
+            self.worker_id,
+            self.broker,
+            ttl_ms=int(self.settings.claim_lease_s * 1000),
+            margin_ms=self.settings.lease_margin_ms,
+            renew_every_s=self.settings.worker_heartbeat_s,
+            on_lost=self.fence,
+            wait_replicas=self.settings.redis_wait_replicas,
+            wait_ms=self.settings.redis_wait_ms,
+        )
+        await self.lease.take()
         broker_series(self.broker)
         adapter = resolve_adapter(self.broker)(self.settings)  # type: ignore[call-arg]
         self.adapter = Metered(adapter, self.broker)
         await self.adapter.open(await self.accounts.known())
         settler = Settler(self.redis, self.broker, self.adapter, self.accounts)
-        self._tasks.append(asyncio.create_task(self._heartbeat()))
+        self._tasks.append(asyncio.create_task(self.lease.keep()))
         self._tasks.append(asyncio.create_task(self._report()))
         self._tasks.append(asyncio.create_task(settler.run()))
         logger.info("worker {} ready for broker {}", self.worker_id, self.broker)
 
-    async def _beat(self) -> None:
-        lease_ms = int(self.settings.claim_lease_s * 1000)
-        await self.redis.set(keys.worker_heartbeat(self.worker_id), "1", px=lease_ms)
-
-    async def _heartbeat(self) -> None:
-        while True:
-            await asyncio.sleep(self.settings.worker_heartbeat_s)
-            try:
-                await self._beat()
-            except Exception as exc:  # a Redis hiccup: keep beating, the lease has slack
-                logger.warning("heartbeat failed: {}", type(exc).__name__)
+    def fence(self) -> None:
+        """The lease is lost: abort the broker's connections (an adapter's optional ``abort``)
+        and this worker's Redis connections, discarding whatever is still unsent, so that no
+        request written before or during a network cut goes out when the link returns."""
+        abort = getattr(getattr(self, "adapter", None), "abort", None)
+        if callable(abort):
+            abort()
+        aborted = abort_redis(self.redis)
+        logger.warning("fenced: broker connections aborted, {} Redis connections aborted", aborted)
 
     def spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         """Run ``coro`` on the runtime's loop for the life of the process (cancelled at stop)."""

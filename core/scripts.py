@@ -13,9 +13,10 @@ writes nothing.
 On Redis Cluster a script may only touch keys of one slot. Every key is declared, and the keys of
 one signal share its tag, but most scripts still join a signal's keys with its channel's (the
 expansion, cancel), a worker's (claim, the gate, finish, release) or the global ``results``,
-``active``, ``scheduled`` and ``orphans``; only :func:`make_spares` and :func:`take_due` are one
-slot today. Sharding (issue 16) has to give those global keys a tag per shard, place a channel's
-signals with its directory and a worker's claims with the signals it drains.
+``active``, ``scheduled`` and ``orphans``; only :func:`make_spares`, :func:`take_due` and
+:func:`renew_lease` are one slot today. Sharding (issue 16) has to give those global keys a tag
+per shard, place a channel's signals with its directory and a worker's claims with the signals it
+drains.
 """
 
 from __future__ import annotations
@@ -195,6 +196,12 @@ _CLAIM = Script("claim")
 _MARK_SENDING = Script("mark_sending")
 _FINISH = Script("finish")
 _RELEASE = Script("release")
+_RENEW_LEASE = Script("renew_lease")
+
+
+async def renew_lease(redis: Redis, *, worker_id: str, token: str, ttl_ms: int) -> bool:
+    """Extend the worker's lease by ``ttl_ms`` if it is still the lease ``token`` names."""
+    return bool(await _RENEW_LEASE(redis, [keys.worker_heartbeat(worker_id)], [token, ttl_ms]))
 
 
 @dataclass(frozen=True, slots=True)
@@ -261,9 +268,12 @@ async def mark_sending(
     day: str,
     send_margin_ms: int,
     items: Sequence[GateItem],
+    lease_token: str = "",
 ) -> tuple[list[Verdict], int]:
-    """The send gate: per item ``go`` or why not, and Redis' clock (ms)."""
-    args: list[Any] = [worker_id, send_margin_ms, keys.DAILY_TTL_S]
+    """The send gate: per item ``go`` or why not, and Redis' clock (ms). ``lease_token``: the
+    worker's lease the batch is marked under (:mod:`broker_workers.fencing`); empty, any live
+    lease of the worker will do."""
+    args: list[Any] = [worker_id, lease_token, send_margin_ms, keys.DAILY_TTL_S]
     for item in items:
         args += [item.subscription_id, item.max_trades_per_day, item.daily_loss_limit, item.stake]
     verdicts, now_ms = await _MARK_SENDING(
