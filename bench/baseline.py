@@ -55,6 +55,7 @@ def buy(order: dict[str, Any], subscription_id: str) -> str:
             start = credentials.get("starting_balance", settings.paper.start_balance)
             reply = r.eval(
                 BUY.source, 4, BALANCES, ORDERS, CONTRACTS, SEQUENCE,
+                "", "",  # no lease to check (ledger.buy's fence), no worker
                 client_order_id, account["id"], cents(start), cents(stake),
                 order["deadline_ms"], order["asset"], order["direction"], order["expiry_seconds"],
             )  # fmt: skip

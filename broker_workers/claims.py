@@ -56,7 +56,12 @@ class ClaimBook:
         )
 
     async def mark_sending(
-        self, signal_id: str, items: Sequence[GateItem], day: str, send_margin_ms: int
+        self,
+        signal_id: str,
+        items: Sequence[GateItem],
+        day: str,
+        send_margin_ms: int,
+        lease_token: str = "",
     ) -> tuple[list[Verdict], int]:
         return await scripts.mark_sending(
             self.redis,
@@ -65,6 +70,7 @@ class ClaimBook:
             day=day,
             send_margin_ms=send_margin_ms,
             items=items,
+            lease_token=lease_token,
         )
 
     async def finish(self, signal_id: str, terminals: Sequence[Terminal]) -> int:

@@ -32,6 +32,7 @@ from broker_workers.adapters.base import (
     BrokerError,
     FatalBrokerError,
     Fill,
+    LeaseLost,
     Order,
     RejectedError,
 )
@@ -165,8 +166,10 @@ async def _release(rt: WorkerRuntime, signal_id: str) -> list[tuple[str, str]]:
 
 
 async def _lane(rt: WorkerRuntime, signal_id: str, channel_id: str) -> int:
+    """Batches until the work set is empty, the worker stops, or its lease is not surely held
+    (a worker cut off claims nothing; what it holds is released, by itself or the reaper)."""
     written = 0
-    while not rt.stopping:
+    while not rt.stopping and rt.lease.held():
         signal, claims = await rt.claims.claim(signal_id, channel_id, rt.settings.drain_batch_size)
         if signal is None or not claims:
             return written
@@ -264,16 +267,22 @@ async def gate(
     with marking the subscribers sent; those refused end in ``ended``."""
     if not staked:
         return []
+    # The lease the batch is marked under: the gate checks its token, each order carries it,
+    # and no adapter sends it once that lease is not surely held (broker_workers/fencing.py).
+    fence = rt.lease.ticket()
+    if fence is None:  # no lease: nothing is marked; the claims go back with the release
+        return []
     verdicts, gate_ms = await rt.claims.mark_sending(
         signal.signal_id,
         [gate_item(s.claim, s.stake) for s in staked],
         utc_day(),
         rt.settings.send_margin_ms,
+        fence.token,
     )
     orders: list[tuple[Claimed, Order]] = []
     for s, verdict in zip(staked, verdicts, strict=True):
         if verdict == "go":
-            orders.append((s.claim, order_for(signal, s.claim, s.account, s.stake)))
+            orders.append((s.claim, order_for(signal, s.claim, s.account, s.stake, fence)))
         elif verdict in GATE_REFUSALS:
             ended.append(rt.claims.refused(signal, s.claim, GATE_REFUSALS[verdict], gate_ms))
         # "lost": the claim is no longer ours; whoever holds it records it.
@@ -336,6 +345,9 @@ async def _buy(rt: WorkerRuntime, orders: list[Order]) -> list[Fill | None]:
     except AmbiguousPurchase:
         logger.warning("ambiguous purchase of {} orders: reconciling", len(orders))
         return [await _reconcile(rt, order) for order in orders]
+    except LeaseLost:  # not sent (or not all): the claims are the reaper's to reconcile
+        logger.warning("lease lost before {} orders were sent: left to the reaper", len(orders))
+        return [None] * len(orders)
     except FatalBrokerError as exc:
         logger.error("broker {} cannot work until fixed: {}", rt.broker, exc)
         return [Fill(o.client_order_id, "failed", exc.reason) for o in orders]

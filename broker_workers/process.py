@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from decimal import ROUND_DOWN, Decimal
 from typing import Any
 
-from broker_workers.adapters.base import Account, Order
+from broker_workers.adapters.base import Account, Fence, Order
 from core.brokers import Capabilities
 from core.keys import trade_id
 from core.records import SignalInfo
@@ -103,7 +103,9 @@ def gate_item(claim: Claimed, stake: Decimal) -> GateItem:
     )
 
 
-def order_for(signal: SignalInfo, claim: Claimed, account: Account, stake: Decimal) -> Order:
+def order_for(
+    signal: SignalInfo, claim: Claimed, account: Account, stake: Decimal, fence: Fence | None = None
+) -> Order:
     return Order(
         client_order_id=trade_id(signal.signal_id, claim.subscription_id),
         signal_id=signal.signal_id,
@@ -115,4 +117,5 @@ def order_for(signal: SignalInfo, claim: Claimed, account: Account, stake: Decim
         stake=stake,
         deadline_ms=signal.deadline_ms,
         signal_created_ms=signal.created_ms,
+        fence=fence,
     )

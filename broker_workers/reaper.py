@@ -18,6 +18,14 @@ Every step is one atomic script or safe to repeat, so several reapers may run. W
 hot-path shards (:mod:`core.shards`) every step runs on every shard, and a dead worker leaves the
 registry once its claims on every shard are released.
 
+Why adopting and reconciling cannot come too early for a worker that is alive but cut off (DESIGN
+invariant 6; :mod:`broker_workers.fencing`, and the arithmetic in docs/failover.md, "A worker
+host cut off"): a worker's lease key expires in Redis at least ``LEASE_MARGIN_MS`` after the
+worker's own local deadline, past which it sends nothing and has reset its connections; so when
+the key is gone, everything that worker will ever send has reached the broker (its one-way trip
+within the margin), and an orphan is reconciled later still, after its signal's deadline plus
+``RECONCILE_AFTER_MS``.
+
 Each action is counted (``ctc_reaper_actions_total`` by kind, in subscribers, on the reaper's own
 ``/metrics``) and recorded in a capped list the admin console reads (``keys.REAPER_ACTIONS``: kind,
 signal, broker, subscribers, time).

@@ -1,14 +1,19 @@
-"""The long-lived state of one worker process: its event loop, broker adapter and heartbeat.
+"""The long-lived state of one worker process: its event loop, broker adapter and lease.
 
 RQ runs each drain job in the worker's main thread (``SimpleWorker``: no fork per job), and the
 job hands its coroutine to this runtime's event loop, which runs in a thread of its own for the
 life of the process. So broker sessions opened at start-up stay connected and authorized between
-signals, and the heartbeat keeps beating while a job runs. Settlement runs on the same loop
+signals, and the lease is renewed while a job runs. Settlement runs on the same loop
 (:class:`~broker_workers.settlement.Settler`): the workers hold the broker sessions.
 
-With several hot-path shards (:mod:`core.shards`) a worker serves them all: it beats on each (the
-send gate and the reaper read the heartbeat beside the claims), settles each one's contracts, and
-a drain job works with the claim book of the shard it names (:meth:`WorkerRuntime.on_shard`).
+The heartbeat is a lease with a local deadline (:mod:`broker_workers.fencing`): when it passes
+without a renewal, the worker aborts its broker connections and its Redis connections at once
+(:meth:`WorkerRuntime.fence`), its lanes claim nothing more, and no purchase marked under that
+lease leaves any more.
+
+With several hot-path shards (:mod:`core.shards`) a worker serves them all: its lease is on each
+(the send gate and the reaper read it beside the claims), it settles each one's contracts, and a
+drain job works with the claim book of the shard it names (:meth:`WorkerRuntime.on_shard`).
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ from broker_workers.adapters import resolve_adapter
 from broker_workers.adapters.base import Account, BrokerAdapter, BrokerError
 from broker_workers.claims import ClaimBook
 from broker_workers.faults import KillPoints
+from broker_workers.fencing import Lease, abort_redis
 from broker_workers.metrics import Metered, broker_series
 from broker_workers.settings import WorkerSettings
 from broker_workers.settlement import Settler
@@ -70,6 +76,7 @@ class WorkerRuntime:
         self.shards: Shards
         self._books: list[ClaimBook] = []
         self.faults: KillPoints
+        self.lease: Lease
 
     def _run_loop(self) -> None:
         asyncio.set_event_loop(self.loop)
@@ -104,26 +111,29 @@ class WorkerRuntime:
             for shard in self.shards
         ]
         self.faults = KillPoints(self.redis, self.settings.fault_injection)
-        await self._beat()
-        await self.redis.sadd(keys.workers(self.broker), self.worker_id)
+        self.lease = Lease(
+            self.redis,
+            self.worker_id,
+            self.broker,
+            ttl_ms=int(self.settings.claim_lease_s * 1000),
+            margin_ms=self.settings.lease_margin_ms,
+            renew_every_s=self.settings.worker_heartbeat_s,
+            on_lost=self.fence,
+            wait_replicas=self.settings.redis_wait_replicas,
+            wait_ms=self.settings.redis_wait_ms,
+            shards=self.shards.all if self.shards.sharded else (),
+        )
+        await self.lease.take()
         broker_series(self.broker)
         adapter = resolve_adapter(self.broker)(self.settings)  # type: ignore[call-arg]
         self.adapter = Metered(adapter, self.broker)
         await self.adapter.open(await self.accounts.known())
-        self._tasks.append(asyncio.create_task(self._heartbeat()))
+        self._tasks.append(asyncio.create_task(self.lease.keep()))
         self._tasks.append(asyncio.create_task(self._report()))
         for book in self._books:
             settler = Settler(book.redis, self.broker, self.adapter, self.accounts)
             self._tasks.append(asyncio.create_task(settler.run()))
         logger.info("worker {} ready for broker {}", self.worker_id, self.broker)
-
-    async def _beat(self) -> None:
-        lease_ms = int(self.settings.claim_lease_s * 1000)
-        await self.redis.set(keys.worker_heartbeat(self.worker_id), "1", px=lease_ms)
-        if self.shards.sharded:  # beside this worker's claims on each shard
-            for shard in self.shards:
-                heartbeat = shard.key(keys.worker_heartbeat(self.worker_id))
-                await shard.redis.set(heartbeat, "1", px=lease_ms)
 
     @property
     def claims(self) -> ClaimBook:
@@ -144,13 +154,17 @@ class WorkerRuntime:
         finally:
             _shard_index.reset(token)
 
-    async def _heartbeat(self) -> None:
-        while True:
-            await asyncio.sleep(self.settings.worker_heartbeat_s)
-            try:
-                await self._beat()
-            except Exception as exc:  # a Redis hiccup: keep beating, the lease has slack
-                logger.warning("heartbeat failed: {}", type(exc).__name__)
+    def fence(self) -> None:
+        """The lease is lost: abort the broker's connections (an adapter's optional ``abort``)
+        and this worker's Redis connections, discarding whatever is still unsent, so that no
+        request written before or during a network cut goes out when the link returns."""
+        abort = getattr(getattr(self, "adapter", None), "abort", None)
+        if callable(abort):
+            abort()
+        aborted = abort_redis(self.redis)
+        for shard in self.shards if self.shards.sharded else ():
+            aborted += abort_redis(shard.redis) if not shard.cluster else 0
+        logger.warning("fenced: broker connections aborted, {} Redis connections aborted", aborted)
 
     def spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         """Run ``coro`` on the runtime's loop for the life of the process (cancelled at stop)."""

@@ -27,6 +27,7 @@ class WorkerSettings(CommonSettings):
     send_margin_ms: int  # the last moment to send before a deadline
     worker_heartbeat_s: float
     claim_lease_s: float  # a worker is dead after its lease without a heartbeat
+    lease_margin_ms: int  # a lease is surely valid until its renewal was sent + TTL - this
     reconcile_after_ms: int  # an orphan is reconciled this long after its signal's deadline
     reaper_interval_ms: int
     redrive_stall_ms: int  # a work set that did not shrink this long gets a new drain job
@@ -46,6 +47,14 @@ def load_settings(environ: Mapping[str, str] | None = None) -> WorkerSettings:
     """Build :class:`WorkerSettings` from ``environ`` (default: the process environment)."""
     env = Env(environ)
     credentials_key = env.credentials_key()
+    heartbeat_s = env("WORKER_HEARTBEAT_S", cast=float, default=1.0)
+    lease_s = env("CLAIM_LEASE_S", cast=float, default=5.0)
+    margin_ms = env("LEASE_MARGIN_MS", cast=int, default=250)
+    if margin_ms < 0 or margin_ms + heartbeat_s * 1000 >= lease_s * 1000:
+        env.problems.append(
+            "LEASE_MARGIN_MS plus WORKER_HEARTBEAT_S must stay below CLAIM_LEASE_S "
+            "(a lease must outlive a renewal's interval and its margin)"
+        )
     env.check()
     return WorkerSettings(
         **common(env),
@@ -53,8 +62,9 @@ def load_settings(environ: Mapping[str, str] | None = None) -> WorkerSettings:
         drain_batch_size=env("DRAIN_BATCH_SIZE", cast=int, default=100),
         drain_concurrency=env("DRAIN_CONCURRENCY", cast=int, default=8),
         send_margin_ms=env("SEND_MARGIN_MS", cast=int, default=150),
-        worker_heartbeat_s=env("WORKER_HEARTBEAT_S", cast=float, default=1.0),
-        claim_lease_s=env("CLAIM_LEASE_S", cast=float, default=5.0),
+        worker_heartbeat_s=heartbeat_s,
+        claim_lease_s=lease_s,
+        lease_margin_ms=margin_ms,
         reconcile_after_ms=env("RECONCILE_AFTER_MS", cast=int, default=2000),
         reaper_interval_ms=env("REAPER_INTERVAL_MS", cast=int, default=250),
         redrive_stall_ms=env("REDRIVE_STALL_MS", cast=int, default=1000),

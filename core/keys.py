@@ -33,7 +33,8 @@ Per signal (expire a day after the signal):
 
 Per worker:
   ``claims:{W}``              SET ``signal|broker|subscription`` a worker holds
-  ``worker:{W}``              heartbeat key with a TTL; its absence marks a dead worker
+  ``worker:{W}``              the worker's lease: its token (random, one per lease) with a TTL,
+                              renewed while it is the same token; its absence marks a dead worker
   ``replprobe:{W}``           a write the worker makes before ``WAIT``, so that ``WAIT`` on any
                               connection covers the worker's earlier marks (a few seconds)
   ``workerinfo:{W}``          HASH what the admin console shows of a live worker (host, pid,

@@ -284,6 +284,13 @@ _CLAIM = Script("claim")
 _MARK_SENDING = Script("mark_sending")
 _FINISH = Script("finish")
 _RELEASE = Script("release")
+_RENEW_LEASE = Script("renew_lease")
+
+
+async def renew_lease(redis: Target, *, worker_id: str, token: str, ttl_ms: int) -> bool:
+    """Extend the worker's lease by ``ttl_ms`` if it is still the lease ``token`` names (on a
+    shard: the copy of the lease beside the worker's claims there)."""
+    return bool(await _RENEW_LEASE(redis, [keys.worker_heartbeat(worker_id)], [token, ttl_ms]))
 
 
 @dataclass(frozen=True, slots=True)
@@ -350,9 +357,12 @@ async def mark_sending(
     day: str,
     send_margin_ms: int,
     items: Sequence[GateItem],
+    lease_token: str = "",
 ) -> tuple[list[Verdict], int]:
-    """The send gate: per item ``go`` or why not, and Redis' clock (ms)."""
-    args: list[Any] = [worker_id, send_margin_ms, keys.DAILY_TTL_S]
+    """The send gate: per item ``go`` or why not, and Redis' clock (ms). ``lease_token``: the
+    worker's lease the batch is marked under (:mod:`broker_workers.fencing`); empty, any live
+    lease of the worker will do."""
+    args: list[Any] = [worker_id, lease_token, send_margin_ms, keys.DAILY_TTL_S]
     for item in items:
         args += [item.subscription_id, item.max_trades_per_day, item.daily_loss_limit, item.stake]
     verdicts, now_ms = await _MARK_SENDING(

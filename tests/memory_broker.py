@@ -10,7 +10,14 @@ from decimal import Decimal
 from typing import ClassVar
 
 from broker_workers.adapters._template import TemplateBroker
-from broker_workers.adapters.base import Account, AmbiguousPurchase, Fill, Order, Outcome
+from broker_workers.adapters.base import (
+    Account,
+    AmbiguousPurchase,
+    Fill,
+    Order,
+    Outcome,
+    ensure_fenced,
+)
 from broker_workers.settings import WorkerSettings
 from core.brokers import DEFAULT_CAPABILITIES, Capabilities
 
@@ -57,6 +64,7 @@ class MemoryBroker(TemplateBroker):
         return self.balance.setdefault(account.account_id, start)
 
     async def buy(self, orders: list[Order]) -> list[Fill]:
+        ensure_fenced(orders)  # right before the purchase "goes out"
         fills = [self._buy(order) for order in orders]
         if self.lose_next_reply:
             self.lose_next_reply = False

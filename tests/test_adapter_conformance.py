@@ -27,7 +27,14 @@ import pytest
 from redis.asyncio import Redis
 
 from broker_workers.adapters import resolve_adapter
-from broker_workers.adapters.base import Account, AmbiguousPurchase, BrokerAdapter, Fill, Order
+from broker_workers.adapters.base import (
+    Account,
+    AmbiguousPurchase,
+    BrokerAdapter,
+    Fill,
+    LeaseLost,
+    Order,
+)
 from broker_workers.adapters.paper import ledger
 from broker_workers.deriv_sim.process import RunningSimulator
 from broker_workers.settings import WorkerSettings, load_settings
@@ -68,8 +75,8 @@ async def paper_harness(redis: Redis, url: str, monkeypatch: pytest.MonkeyPatch)
     adapter = resolve_adapter("paper")(settings(REDIS_URL=url))  # type: ignore[call-arg]
     real_buy = ledger.buy
 
-    async def buy_then_lose(redis: Redis, orders: Any) -> list[str]:
-        await real_buy(redis, orders)
+    async def buy_then_lose(redis: Redis, orders: Any, fence: Any = None) -> list[str]:
+        await real_buy(redis, orders, fence)
         from redis.exceptions import ConnectionError as RedisConnectionError
 
         raise RedisConnectionError("Connection closed by server.")
@@ -183,6 +190,26 @@ async def test_opens_buys_one_and_a_batch_in_order_and_never_twice(h: Harness) -
     if h.capabilities["reports_balances"]:
         spent = 2 * h.capabilities["min_stake"]
         assert (await h.adapter.balances([me]))[me.account_id] == Decimal(100) - spent
+
+
+@dataclass(frozen=True)
+class LapsedLease:
+    """The lease an order was marked under, lost since (``adapters.base.Fence``)."""
+
+    worker_id: str = "w-lapsed"
+    token: str = "gone"
+
+    def check(self) -> None:
+        raise LeaseLost("lapsed")
+
+
+async def test_an_order_whose_lease_is_lost_is_not_sent(h: Harness) -> None:
+    me = await h.account(Decimal(100))
+    await h.adapter.open([me])
+    fenced = order(h, me, fence=LapsedLease())
+    with pytest.raises(LeaseLost):
+        await h.adapter.buy([fenced])
+    assert await h.adapter.find_purchase(fenced) is None
 
 
 async def test_refusals_are_fills_with_reasons_and_buy_nothing(h: Harness) -> None:

@@ -151,7 +151,7 @@ async def test_buy_keeps_stake_decimals_and_records_the_purchase(
     assert receipt["payout"] == 0.68  # 0.35 * 1.95, synthetic index rate
     assert answer["echo_req"]["passthrough"] == tag
     [made] = await purchases(http)
-    assert made | {"time": 0} == {
+    assert made | {"time": 0, "received": 0} == {
         "call": "buy",
         "token": "tok-a",
         "token_index": None,
@@ -163,8 +163,11 @@ async def test_buy_keeps_stake_decimals_and_records_the_purchase(
         "contract_type": "CALL",
         "amount": 0.35,
         "time": 0,
+        "received": 0,
+        "peer": "127.0.0.1",
     }
     assert made["time"] // 1000 == receipt["purchase_time"]
+    assert 0 < made["received"] <= made["time"]
 
 
 @pytest.mark.parametrize(

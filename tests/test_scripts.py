@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Iterator
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
@@ -74,9 +75,11 @@ async def test_every_script_touches_only_its_keys(redis: Redis, checked: set[str
     )
     assert signal is not None and len(claimed) == 4
     items = [GateItem(c.subscription_id, "5", 3, 10.0) for c in claimed]
+    assert await scripts.renew_lease(redis, worker_id="w1", token="1", ttl_ms=5000)
     verdicts, _ = await scripts.mark_sending(
-        redis, signal_id="s1", worker_id="w1", day=utc_day(), send_margin_ms=0, items=items
-    )
+        redis, signal_id="s1", worker_id="w1", day=utc_day(), send_margin_ms=0, items=items,
+        lease_token="1",
+    )  # fmt: skip
     assert verdicts == ["go"] * 4
     placed = Terminal(
         claimed[0].subscription_id,
@@ -112,7 +115,8 @@ async def test_every_script_touches_only_its_keys(redis: Redis, checked: set[str
     await redis.set(keys.FAULT_ARMED, "after_claim:1")
     assert await scripts.fault_reached(redis, point="after_claim")
     order = ledger.LedgerOrder("o1", "a0", 1000, 500, now_ms() + 60_000, "EURUSD", "CALL", 60)
-    [contract] = await ledger.buy(redis, [order])
+    await beat(redis, "w1")
+    [contract] = await ledger.buy(redis, [order], Leased("w1", "1"))
     contract_id = json.loads(contract)["contract_id"]
     await ledger.settle(
         redis, contract_id=contract_id, outcome="won", profit_cents=425, settled_ms=1,
@@ -131,6 +135,17 @@ async def test_every_script_touches_only_its_keys(redis: Redis, checked: set[str
     assert (await scripts.expand_sharded(shards, later, brokers, at_ms)).answer[0] == "ok"
 
     assert checked == {script.name for script in Script.loaded}
+
+
+@dataclass(frozen=True)
+class Leased:
+    """A lease as the orders carry it (``adapters.base.Fence``), always held."""
+
+    worker_id: str
+    token: str
+
+    def check(self) -> None:
+        pass
 
 
 async def test_a_subscriber_ended_unsent_gets_the_defined_record(redis: Redis) -> None:

@@ -22,6 +22,11 @@ The rules every adapter keeps (the generic code relies on them):
   looked up with :meth:`find_purchase` before any retry, and the same client order id bought
   again returns the first purchase. Tag each purchase with ``order.client_order_id`` if the broker
   keeps a client tag, so that the lookup is exact.
+- Call ``ensure_fenced(orders)`` (``base.py``) right before a purchase's bytes go out, with
+  nothing awaited in between: it raises ``LeaseLost`` once the worker's lease is not surely held.
+  If the adapter keeps connections, give it ``abort()`` (the worker calls it when its lease is
+  lost): drop them at once with ``broker_workers.fencing.abort_transport``, so nothing written
+  during a network cut is delivered when the link returns.
 - Credentials (``account.credentials``) never reach a log line or an exception message.
 """
 

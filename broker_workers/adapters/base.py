@@ -17,10 +17,23 @@ the boundary, ``raise ... from``), and each maps to one trade reason:
   configuration (a refused app id or credentials of ours, a ledger that refuses our script);
   nothing was bought. Raised by ``open`` it stops the worker; raised by ``buy`` it fails the
   orders and is logged as an error.
+- :class:`LeaseLost` (``lease_lost``): the worker's lease, under which the orders were marked
+  sending, is no longer surely held; this request was not sent, and the orders are the reaper's
+  now (it reconciles them with the broker after their deadline). The caller records nothing.
+
+Fencing (DESIGN invariant 6: a worker host cut off must not complete a purchase whose claim it
+lost). Each order carries the :class:`Fence` it was marked under, and an adapter calls
+:func:`ensure_fenced` right before the bytes of a purchase go out, so no purchase leaves once the
+worker's local lease deadline has passed. An adapter with connections of its own also offers
+``abort()``: the worker calls it when its lease is lost, and it drops every connection at once,
+discarding what the kernel still holds unsent (:func:`broker_workers.fencing.abort_transport`), so
+that nothing written during a network cut reaches the broker when the link returns. A broker that
+can check a lease itself (the paper ledger) checks ``Fence.token`` too.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import ClassVar, Literal, Protocol, runtime_checkable
@@ -37,6 +50,19 @@ class Account:
     account_id: str
     credentials: dict[str, str] = field(repr=False)
     currency: str = "USD"
+
+
+class Fence(Protocol):
+    """The worker's lease an order was marked sending under (one lease: one token)."""
+
+    @property
+    def worker_id(self) -> str: ...
+
+    @property
+    def token(self) -> str: ...
+
+    def check(self) -> None:
+        """Raise :class:`LeaseLost` unless this very lease is still surely held."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +83,21 @@ class Order:
     # been bought before its signal, and not as any contract already recorded for another trade.
     signal_created_ms: int = 0
     recorded_contract_ids: frozenset[str] = frozenset()
+    # The lease the order was marked sending under; ``None`` for orders of no worker (tests,
+    # tools). Checked right before sending (:func:`ensure_fenced`).
+    fence: Fence | None = field(default=None, compare=False)
+
+
+def ensure_fenced(orders: Iterable[Order]) -> None:
+    """The last check before a purchase's bytes go out, shared by every adapter: raises
+    :class:`LeaseLost` when the lease of any of ``orders`` is no longer surely held. Call it with
+    nothing awaited between it and the write."""
+    checked: list[Fence] = []
+    for order in orders:
+        fence = order.fence
+        if fence is not None and not any(fence is seen for seen in checked):
+            fence.check()
+            checked.append(fence)
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,6 +137,10 @@ class BrokerAdapter(Protocol):
     console (``sessions_connected``, ``sessions_total``, ``budget_available``,
     ``budget_per_minute``, ``rate_limit_waits``, ``reconnects``), recorded with the worker's
     heartbeat; an adapter without sessions or budgets leaves it out.
+    Optional: ``abort() -> None``, called when the worker's lease is lost: drop every connection
+    at once, discarding unsent bytes (:func:`broker_workers.fencing.abort_transport`), and open
+    fresh ones for the next call. Required of every adapter: :func:`ensure_fenced` right before
+    a purchase goes out.
     """
 
     name: ClassVar[str]
@@ -160,6 +205,13 @@ class RejectedError(BrokerError):
     """The broker said no to this request; retrying it unchanged will not help."""
 
     reason = "rejected"
+
+
+class LeaseLost(BrokerError):
+    """The worker's lease lapsed (or was taken again under a new token) before this request
+    went out: nothing was sent, and the orders' claims may be the reaper's now."""
+
+    reason = "lease_lost"
 
 
 class FatalBrokerError(BrokerError):

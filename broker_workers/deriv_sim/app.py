@@ -9,7 +9,9 @@ Control API (for tests, benchmarks and the demo; never part of the real broker):
   ``{"accounts": [{token, balance, currency?}, ...]}`` does many at once -> ``{created}``.
 - ``GET /_sim/accounts``: every account's loginid, balance and currency (no tokens).
 - ``GET /_sim/purchases[?since=n]``: every purchase made (after the first ``n``), in order, with
-  its passthrough and the simulator's own timestamp (``time``, ms); ``count`` is the total.
+  its passthrough, the simulator's own timestamp (``time``, ms), when its request arrived
+  (``received``, ms, before the simulated latency) and from which address (``peer``): a
+  partition test tells a cut-off host's purchases by it; ``count`` is the total.
 - ``GET|POST /_sim/faults``: read or replace the fault plan (keys: :class:`state.Faults`).
 - ``GET /_sim/stats``: connections open now and accepted so far, and ``RateLimit`` answers given
   (each purchase's ``connection`` in the log is the number of the connection it came on).
@@ -62,6 +64,7 @@ class Connection:
     def __init__(self, ws: WebSocket, sim: Simulator) -> None:
         self.ws, self.sim = ws, sim
         self.session = api.Session(connection=sim.new_connection())
+        self.peer = ws.client.host if ws.client is not None else ""
         self.tasks: set[asyncio.Task[None]] = set()
         self.send_lock = asyncio.Lock()
         self.closed = False
@@ -122,9 +125,11 @@ class Connection:
             return
         name = api.call_name(request)
         plan = self.sim.plan(api.purchase_count(name, request))
-        self.spawn(self.process(request, name, plan))
+        self.spawn(self.process(request, name, plan, int(time.time() * 1000)))
 
-    async def process(self, request: dict[str, Any], name: str | None, plan: Plan) -> None:
+    async def process(
+        self, request: dict[str, Any], name: str | None, plan: Plan, received_ms: int = 0
+    ) -> None:
         if plan.delay_s:
             await asyncio.sleep(plan.delay_s)
         if self.closed:
@@ -146,6 +151,8 @@ class Connection:
         except SimError as exc:
             await self.send(api.error_reply(request, name, exc))
             return
+        for made in self.sim.purchases[bought_before:]:  # this request's (one event loop)
+            made["received"], made["peer"] = received_ms, self.peer
         if plan.drop_reply and len(self.sim.purchases) > bought_before:
             return  # debited, and the answer is lost on the way
         await self.send(api.reply(request, name, body))

@@ -1,18 +1,20 @@
 -- uses: batched, now_ms
 -- The last gate before the broker, for a batch: the whole batch is refused when the signal was
--- cancelled or its deadline (less the send margin) has passed, or when the worker's heartbeat
--- lapsed (the reaper may already own its claims: ``lost``). Then per subscriber: a claim no
--- longer this worker's is ``lost``; the day's loss limit and trade count are checked, the trade
+-- cancelled or its deadline (less the send margin) has passed, or when the worker's lease is not
+-- the one named (lapsed, or lapsed and taken again under a new token: the reaper may already own
+-- its claims: ``lost``; an empty token asks only for a live lease). Then per subscriber: a claim
+-- no longer this worker's is ``lost``; the day's loss limit and trade count are checked, the trade
 -- counted; what may go is marked ``s|worker|stake`` (the reaper reconciles with that stake).
 -- KEYS: state:{S}, sig:{S}, worker:{W}, then each item's daily counters (daily:<sub>:<day>)
--- ARGV: worker, send margin (ms), daily TTL (s), then per item: id, max trades (0 = none),
---   daily loss limit (0 = none), stake
+-- ARGV: worker, lease token ('' = any live lease), send margin (ms), daily TTL (s), then per
+--   item: id, max trades (0 = none), daily loss limit (0 = none), stake
 -- Returns {verdicts, Redis' clock (ms)}: per item 'go', 'lost', 'cancelled', 'expired',
 -- 'daily_loss_limit' or 'max_trades_per_day'. Run twice, it answers the same and counts once.
-local worker, margin, daily_ttl = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
+local worker, token, margin, daily_ttl = ARGV[1], ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4])
 local now = now_ms()
 local verdict = 'go'
-if redis.call('EXISTS', KEYS[3]) == 0 then
+local lease = redis.call('GET', KEYS[3])
+if (not lease) or (token ~= '' and lease ~= token) then
   verdict = 'lost'
 elseif redis.call('HGET', KEYS[2], 'status') == 'cancelled' then
   verdict = 'cancelled'
@@ -20,12 +22,12 @@ elseif now + margin > tonumber(redis.call('HGET', KEYS[2], 'deadline_ms')) then
   verdict = 'expired'
 end
 local ids = {}
-for i = 4, #ARGV, 4 do ids[#ids + 1] = ARGV[i] end
+for i = 5, #ARGV, 4 do ids[#ids + 1] = ARGV[i] end
 local out, sending_now = {}, {}
 if #ids == 0 then return {out, now} end
 local states = gather(ids, function(...) return redis.call('HMGET', KEYS[1], ...) end)
 for j, id in ipairs(ids) do
-  local i = 4 + (j - 1) * 4
+  local i = 5 + (j - 1) * 4
   local max_trades, loss_limit, daily_key = tonumber(ARGV[i + 1]), tonumber(ARGV[i + 2]), KEYS[3 + j]
   local sending = 's|' .. worker .. '|' .. ARGV[i + 3]
   local result = verdict

@@ -49,6 +49,11 @@ class DerivBroker:
     async def close(self) -> None:
         await self.connections.close()
 
+    def abort(self) -> None:
+        """The worker's lease is lost: every session's connection dropped with what it still
+        held unsent (:meth:`Connections.abort`)."""
+        self.connections.abort()
+
     async def buy(self, orders: list[Order]) -> list[Fill]:
         return await self.execution.buy(orders)
 

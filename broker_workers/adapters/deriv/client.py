@@ -28,6 +28,7 @@ from broker_workers.adapters.base import (
 )
 from broker_workers.adapters.deriv.errors import NoAnswer, error_of
 from broker_workers.adapters.deriv.settings import DerivSettings
+from broker_workers.fencing import abort_transport
 from broker_workers.metrics import RATE_LIMIT_WAITS, RECONNECTS
 from core.brokers import broker
 
@@ -189,6 +190,11 @@ class Socket:
         with contextlib.suppress(Exception):
             await self._ws.close()
         await asyncio.wait({self.reader})
+
+    def abort(self) -> None:
+        """Drop the connection at once, with a reset: what the kernel has not sent yet is
+        discarded, never delivered later (the worker's lease is lost)."""
+        abort_transport(self._ws.transport)
 
 
 class Session:
@@ -372,6 +378,14 @@ class Connections:
 
     async def close(self) -> None:
         await asyncio.gather(*(session.stop() for session in self.sessions))
+
+    def abort(self) -> None:
+        """Abort every session's connection (the worker's lease is lost): nothing written to
+        them goes out later. Each supervisor then opens a fresh one, which carries no order of
+        the lost lease (every purchase is checked against its lease right before it is sent)."""
+        for session in self.sessions:
+            if session.sock is not None:
+                session.sock.abort()
 
     def remember(self, accounts: Iterable[Account]) -> None:
         for account in accounts:

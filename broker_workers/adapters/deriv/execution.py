@@ -20,6 +20,7 @@ from broker_workers.adapters.base import (
     Order,
     RejectedError,
     TemporaryBrokerError,
+    ensure_fenced,
 )
 from broker_workers.adapters.deriv.client import Connections, Json, Session, Socket, dumps, now_s
 from broker_workers.adapters.deriv.client import token_of as _token
@@ -219,6 +220,7 @@ class Execution:
             }
         timeout_s = self.connections.settings.reply_timeout_s
         async with self._in_flight([_token(o.account) for o in orders]):
+            ensure_fenced(orders)  # LeaseLost: nothing of this request has gone out
             try:
                 reply = await sock.call(request, timeout_s)
             except NoAnswer as exc:

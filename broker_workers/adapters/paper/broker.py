@@ -3,8 +3,9 @@
 It behaves like a remote broker that happens to keep its ledger in Redis (:mod:`.ledger`):
 purchases are atomic (one Lua script per request), idempotent on the client order id (a retried
 order returns the same contract instead of buying twice), refused past the signal's deadline by
-the broker's own clock, and settled once at expiry with the balance credited. A configurable
-latency stands in for the network round trip of a real broker.
+the broker's own clock, refused when the worker's lease it was sent under is no longer the
+current one (fencing at the broker: ``buy.lua``), and settled once at expiry with the balance
+credited. A configurable latency stands in for the network round trip of a real broker.
 
 Errors of the ledger's Redis become the broker error tree: a buy whose answer did not come (the
 connection broke, before or after the request left: redis-py cannot say which) is ambiguous,
@@ -26,12 +27,15 @@ from broker_workers.adapters.base import (
     AmbiguousPurchase,
     FatalBrokerError,
     Fill,
+    LeaseLost,
     Order,
     Outcome,
     TemporaryBrokerError,
+    ensure_fenced,
 )
 from broker_workers.adapters.paper import ledger
 from broker_workers.adapters.paper.ledger import CONTRACTS, ORDERS, LedgerOrder, cents
+from broker_workers.fencing import abort_redis
 from broker_workers.price_feed import price, settle
 from broker_workers.settings import WorkerSettings
 from core.brokers import broker
@@ -68,6 +72,12 @@ class PaperBroker:
     async def close(self) -> None:
         await self.redis.aclose()
 
+    def abort(self) -> None:
+        """The worker's lease is lost: drop the ledger's connections, unsent requests with them
+        (the ledger refuses a lapsed lease's purchase anyway; this is the Deriv adapter's
+        behaviour too)."""
+        abort_redis(self.redis)
+
     async def buy(self, orders: list[Order]) -> list[Fill]:
         await asyncio.sleep(self.latency_s)
         within = [o for o in orders if self.min_stake <= o.stake <= self.max_stake]
@@ -95,14 +105,20 @@ class PaperBroker:
             )
             for o in orders
         ]
+        fences = {id(o.fence): o.fence for o in orders if o.fence is not None}
+        if len(fences) > 1:  # one request, one lease (the drain sends one gated batch)
+            raise FatalBrokerError("orders of several leases in one paper purchase")
+        ensure_fenced(orders)
         try:
-            replies = await ledger.buy(self.redis, rows)
+            replies = await ledger.buy(self.redis, rows, next(iter(fences.values()), None))
         except ResponseError as exc:
             raise FatalBrokerError(f"the paper ledger refused the purchase: {exc}") from exc
         except RedisError as exc:
             raise AmbiguousPurchase(
                 f"no answer from the paper ledger ({type(exc).__name__})"
             ) from exc
+        if replies and all(r == "lost:lease_lost" for r in replies):
+            raise LeaseLost("the paper ledger refused a purchase of a lapsed lease")
         return [self._fill(o.client_order_id, r) for o, r in zip(orders, replies, strict=True)]
 
     def _fill(self, client_order_id: str, reply: str) -> Fill:

@@ -14,6 +14,8 @@ from typing import Any
 
 from redis.asyncio import Redis
 
+from broker_workers.adapters.base import Fence
+from core import keys
 from core.scripts import Script
 
 BALANCES = "paper:balance"  # HASH account -> cents
@@ -41,15 +43,18 @@ class LedgerOrder:
     expiry_seconds: int
 
 
-async def buy(redis: Redis, orders: Sequence[LedgerOrder]) -> list[str]:
-    """Per order, its contract (JSON: bought now or before) or ``status:reason``."""
-    args: list[Any] = []
+async def buy(redis: Redis, orders: Sequence[LedgerOrder], fence: Fence | None = None) -> list[str]:
+    """Per order, its contract (JSON: bought now or before) or ``status:reason``; with a
+    ``fence``, every order ``lost:lease_lost`` unless the worker's lease key still holds its
+    token (the ledger checks the lease itself)."""
+    lease_key = [keys.worker_heartbeat(fence.worker_id)] if fence is not None else []
+    args: list[Any] = [fence.token, fence.worker_id] if fence is not None else ["", ""]
     for o in orders:
         args += [
             o.client_order_id, o.account_id, o.start_cents, o.stake_cents, o.deadline_ms,
             o.asset, o.direction, o.expiry_seconds,
         ]  # fmt: skip
-    replies: list[str] = await BUY(redis, [BALANCES, ORDERS, CONTRACTS, SEQUENCE], args)
+    replies: list[str] = await BUY(redis, [BALANCES, ORDERS, CONTRACTS, SEQUENCE, *lease_key], args)
     return replies
 
 
