@@ -55,6 +55,12 @@ def load_settings(environ: Mapping[str, str] | None = None) -> WorkerSettings:
             "LEASE_MARGIN_MS plus WORKER_HEARTBEAT_S must stay below CLAIM_LEASE_S "
             "(a lease must outlive a renewal's interval and its margin)"
         )
+    wait_replicas = max(0, env("REDIS_WAIT_REPLICAS", cast=int, default=0))
+    if wait_replicas and env.optional("REDIS_CLUSTER"):
+        env.problems.append(
+            "REDIS_WAIT_REPLICAS cannot be used with REDIS_CLUSTER (a cluster client does not "
+            "route WAIT to the shard's master; give REDIS_SHARDS one Sentinel URL per shard)"
+        )
     env.check()
     return WorkerSettings(
         **common(env),
@@ -69,7 +75,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> WorkerSettings:
         reaper_interval_ms=env("REAPER_INTERVAL_MS", cast=int, default=250),
         redrive_stall_ms=env("REDRIVE_STALL_MS", cast=int, default=1000),
         fault_injection=env("FAULT_INJECTION", cast=bool, default=False),
-        redis_wait_replicas=max(0, env("REDIS_WAIT_REPLICAS", cast=int, default=0)),
+        redis_wait_replicas=wait_replicas,
         redis_wait_ms=max(1, env("REDIS_WAIT_MS", cast=int, default=100)),
         metrics_port=env("METRICS_PORT", cast=int, default=9100),
         metrics_host=env("METRICS_HOST", default="0.0.0.0"),  # noqa: S104 - scraped by pod

@@ -35,6 +35,7 @@ from redis.sentinel import SentinelConnectionPool as SyncSentinelConnectionPool
 from redis.sentinel import SentinelManagedConnection as SyncSentinelManagedConnection
 
 HEALTH_CHECK_S = 2
+CONNECT_TIMEOUT_S = 2.0
 RETRIES = 5
 SENTINEL_SCHEME = "redis+sentinel"
 SENTINEL_TIMEOUT_S = 0.5  # a sentinel that does not answer this fast is skipped for the next one
@@ -138,6 +139,10 @@ class HiredisSentinelConnection(_HiredisPacking, SentinelManagedConnection):
 
 def _retrying() -> dict[str, Any]:
     return {
+        # A connection attempt made while the network is cut gives up (and is retried) instead
+        # of waiting on the kernel's SYN retries, up to minutes: a worker cut off is back at work
+        # within seconds of the link's return.
+        "socket_connect_timeout": CONNECT_TIMEOUT_S,
         "health_check_interval": HEALTH_CHECK_S,
         "retry": Retry(ExponentialWithJitterBackoff(base=0.01, cap=0.5), RETRIES),
         "retry_on_error": [ConnectionError, TimeoutError],

@@ -7,6 +7,7 @@ import pytest
 from redis import Redis as SyncRedis
 from redis.asyncio.sentinel import SentinelConnectionPool
 
+from broker_workers.settings import load_settings as load_worker_settings
 from core.connections import (
     HiredisPackedConnection,
     HiredisSentinelConnection,
@@ -20,6 +21,7 @@ from core.connections import (
     sync_redis_client,
 )
 from core.logs import redact_text
+from core.settings import ConfigurationError
 
 URL = "redis+sentinel://ctc:s3cr%40t@redis-0.redis:26379,redis-1.redis:26380/2/ctc"
 
@@ -80,3 +82,22 @@ def test_a_urls_password_is_never_logged() -> None:
     line = redact_text(f"connecting to {URL} and redis://:hunter2@10.0.0.1:6379/0")
     assert "s3cr" not in line and "hunter2" not in line
     assert "redis-0.redis:26379" in line
+
+
+@pytest.mark.parametrize(
+    ("extra", "problem"),
+    [
+        ({"REDIS_CLUSTER": "redis://127.0.0.1:7000"}, "REDIS_WAIT_REPLICAS cannot be used"),
+        ({"LEASE_MARGIN_MS": "4500"}, "LEASE_MARGIN_MS plus WORKER_HEARTBEAT_S"),
+    ],
+)
+def test_a_worker_refuses_settings_that_would_hold_every_batch_or_outrun_its_lease(
+    extra: dict[str, str], problem: str
+) -> None:
+    """WAIT through a cluster client would never be confirmed (every batch held back), and a
+    margin that leaves a lease no time between renewals would fence the worker for ever: both
+    are refused at start-up, in one line."""
+    environ = {"APP_ENV": "development", "REDIS_WAIT_REPLICAS": "1", **extra}
+    with pytest.raises(ConfigurationError, match=problem):
+        load_worker_settings(environ)
+    assert load_worker_settings({"APP_ENV": "development", "REDIS_WAIT_REPLICAS": "1"})
