@@ -71,6 +71,7 @@ class Run:
     failover_s: float  # from the kill to a new master the sentinels agree on
     verdict: Verdict
     purchases: int = 0  # (signal, subscriber) pairs bought, both brokers
+    paper_purchases: int = 0  # of which on the paper ledger (its own Redis)
 
     @property
     def doubles(self) -> int:
@@ -82,7 +83,8 @@ class Run:
         return (
             f"{self.signal_id}: {self.counted} counted, {self.bought_at_kill} bought when the "
             f"master died, failover {self.failover_s:.1f} s; {v.records} records, "
-            f"{self.purchases} purchases, {self.doubles} doubles, {v.missing} missing, "
+            f"{self.purchases} purchases ({self.paper_purchases} paper), {self.doubles} doubles, "
+            f"{v.missing} missing, "
             f"{v.duplicate_records} duplicate records, {v.placed_without_purchase} placed "
             f"without purchase, {v.purchase_without_placed} purchases without placed ({statuses})"
         )
@@ -96,6 +98,14 @@ class Failover:
 
     def bought(self, signal_id: str) -> int:
         return sum(self.chaos.purchases(signal_id).values())
+
+    def _paper_orders(self, signal_id: str) -> set[str]:
+        """The client order ids of the signal's purchases in the paper ledger."""
+        return {
+            str(c["client_order_id"])
+            for c in map(json.loads, self.chaos.ledger.hvals("paper:contracts"))
+            if str(c.get("client_order_id", "")).startswith(f"{signal_id}-")
+        }
 
     def last_purchase_ms(self, signal_id: str) -> float | None:
         """The brokers' own time of the signal's last purchase (ms since the epoch): the paper
@@ -135,7 +145,9 @@ class Failover:
         self.group.restart_as_replica(old, new)
         verdict = self.chaos.verify(signal_id, counted, timeout=DEADLINE_MS / 1000 + 30)
         run = Run(signal_id, counted, bought_at_kill, failover_s, verdict)
-        run.purchases = len(self.chaos.purchases(signal_id))
+        bought = self.chaos.purchases(signal_id)
+        run.purchases = len(bought)
+        run.paper_purchases = sum(1 for coid in bought if coid in self._paper_orders(signal_id))
         self.runs.append(run)
         return run
 

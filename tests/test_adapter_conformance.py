@@ -75,8 +75,8 @@ async def paper_harness(redis: Redis, url: str, monkeypatch: pytest.MonkeyPatch)
     adapter = resolve_adapter("paper")(settings(REDIS_URL=url))  # type: ignore[call-arg]
     real_buy = ledger.buy
 
-    async def buy_then_lose(redis: Redis, orders: Any, fence: Any = None) -> list[str]:
-        await real_buy(redis, orders, fence)
+    async def buy_then_lose(redis: Redis, orders: Any, fence: Any = None, **kw: Any) -> list[str]:
+        await real_buy(redis, orders, fence, **kw)
         from redis.exceptions import ConnectionError as RedisConnectionError
 
         raise RedisConnectionError("Connection closed by server.")

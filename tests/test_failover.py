@@ -39,6 +39,9 @@ def test_failover_mid_fanout_buys_nobody_twice() -> None:
         assert run.verdict.ok, run.line()
         assert run.verdict.records == run.counted, run.line()
         assert run.doubles == 0, run.line()
+        # both brokers bought: neither refused every purchase (the paper ledger, on its own
+        # Redis, once refused them all for want of the worker's lease, and nothing failed)
+        assert 0 < run.paper_purchases < run.purchases, run.line()
     assert len({run.signal_id for run in runs}) == RUNS
 
 

@@ -56,6 +56,10 @@ class PaperBroker:
         # A broker's books are its own: on their own Redis they outlive a failover of the hot
         # path's (PAPER_REDIS_URL), as a remote broker's would.
         self.redis = redis_client(paper.redis_url or settings.redis_url)
+        # The ledger checks a purchase's lease itself only where it can read it: the leases are
+        # on REDIS_URL. A ledger on a Redis of its own is fenced as a remote broker is, by the
+        # worker's local deadline and its aborted connections (broker_workers.fencing).
+        self.checks_leases = paper.redis_url in (None, settings.redis_url)
 
     def _start_cents(self, account: Account) -> int:
         start = account.credentials.get("starting_balance")
@@ -110,7 +114,9 @@ class PaperBroker:
             raise FatalBrokerError("orders of several leases in one paper purchase")
         ensure_fenced(orders)
         try:
-            replies = await ledger.buy(self.redis, rows, next(iter(fences.values()), None))
+            replies = await ledger.buy(
+                self.redis, rows, next(iter(fences.values()), None), check_lease=self.checks_leases
+            )
         except ResponseError as exc:
             raise FatalBrokerError(f"the paper ledger refused the purchase: {exc}") from exc
         except RedisError as exc:

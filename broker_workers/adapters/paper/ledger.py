@@ -43,12 +43,21 @@ class LedgerOrder:
     expiry_seconds: int
 
 
-async def buy(redis: Redis, orders: Sequence[LedgerOrder], fence: Fence | None = None) -> list[str]:
-    """Per order, its contract (JSON: bought now or before) or ``status:reason``; with a
-    ``fence``, every order ``lost:lease_lost`` unless the worker's lease key still holds its
-    token (the ledger checks the lease itself)."""
-    lease_key = [keys.worker_heartbeat(fence.worker_id)] if fence is not None else []
-    args: list[Any] = [fence.token, fence.worker_id] if fence is not None else ["", ""]
+async def buy(
+    redis: Redis,
+    orders: Sequence[LedgerOrder],
+    fence: Fence | None = None,
+    *,
+    check_lease: bool = True,
+) -> list[str]:
+    """Per order, its contract (JSON: bought now or before, with the worker that bought it) or
+    ``status:reason``; with a ``fence`` and ``check_lease``, every order ``lost:lease_lost``
+    unless the worker's lease key, on this same Redis, still holds its token (the ledger checks
+    the lease itself)."""
+    checked = fence is not None and check_lease
+    lease_key = [keys.worker_heartbeat(fence.worker_id)] if fence is not None and checked else []
+    token = fence.token if fence is not None and checked else ""
+    args: list[Any] = [token, fence.worker_id if fence is not None else ""]
     for o in orders:
         args += [
             o.client_order_id, o.account_id, o.start_cents, o.stake_cents, o.deadline_ms,
