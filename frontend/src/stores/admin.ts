@@ -98,33 +98,21 @@ export const useAdminStore = defineStore('admin', () => {
     if (audit.value.loaded) void loadAudit()
   }
 
-  async function suspendUser(userId: string, reason: string): Promise<AdminUser> {
-    const user = await adminApi.suspendUser(userId, reason.trim())
-    put(users.value.data, user)
+  /** An operator's change to a user or a channel: the answer replaces the row, the audit log reloads. */
+  async function changed<T extends { id: string }>(list: () => T[], change: Promise<T>): Promise<T> {
+    const item = await change
+    put(list(), item)
     audited()
-    return user
+    return item
   }
 
-  async function restoreUser(userId: string): Promise<AdminUser> {
-    const user = await adminApi.restoreUser(userId)
-    put(users.value.data, user)
-    audited()
-    return user
-  }
-
-  async function suspendChannel(channelId: string, reason: string): Promise<AdminChannel> {
-    const channel = await adminApi.suspendChannel(channelId, reason.trim())
-    put(channels.value.data, channel)
-    audited()
-    return channel
-  }
-
-  async function restoreChannel(channelId: string): Promise<AdminChannel> {
-    const channel = await adminApi.restoreChannel(channelId)
-    put(channels.value.data, channel)
-    audited()
-    return channel
-  }
+  const suspendUser = (userId: string, reason: string): Promise<AdminUser> =>
+    changed(() => users.value.data, adminApi.suspendUser(userId, reason.trim()))
+  const restoreUser = (userId: string): Promise<AdminUser> => changed(() => users.value.data, adminApi.restoreUser(userId))
+  const suspendChannel = (channelId: string, reason: string): Promise<AdminChannel> =>
+    changed(() => channels.value.data, adminApi.suspendChannel(channelId, reason.trim()))
+  const restoreChannel = (channelId: string): Promise<AdminChannel> =>
+    changed(() => channels.value.data, adminApi.restoreChannel(channelId))
 
   /** Requeues a failed job; it leaves the failed list. */
   async function requeue(jobId: string): Promise<{ id: string; broker: string }> {
