@@ -75,10 +75,10 @@ class Relay:
     def __init__(self, hub: Hub, consumer: str, shard: Shard | None = None) -> None:
         """``shard``: relay that shard's results stream (default: ``REDIS_URL``'s)."""
         self.hub = hub
-        self.redis = shard.redis if shard else hub.redis
-        self._on = (shard or Shard(hub.redis)).key  # unsharded: the keys as they are
-        self.results = self._on(keys.RESULTS)
-        self._transaction = not (shard and shard.cluster)  # a cluster client has no MULTI
+        self.shard = shard or Shard(hub.redis)  # unsharded: REDIS_URL, the keys as they are
+        self.redis = self.shard.redis
+        self.results = self.shard.key(keys.RESULTS)
+        self._transaction = not self.shard.cluster  # a cluster client has no MULTI
         self.consumer = consumer
         self._stopping = asyncio.Event()
         self._per_record = hub.settings.log_level.upper() in ("DEBUG", "TRACE")
@@ -141,7 +141,7 @@ class Relay:
             if await self.hub.redis.exists(keys.hub_heartbeat(name)):
                 continue
             # one lock per dead hub and results stream (a shard's, on that shard)
-            taking = self._on(keys.hub_takeover(name))
+            taking = self.shard.key(keys.hub_takeover(name))
             if not await self.redis.set(taking, self.consumer, nx=True, px=TAKEOVER_MS):
                 continue  # another hub is at it
             await self._take_over(name)
