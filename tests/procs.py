@@ -277,6 +277,13 @@ def running_system(db: int, log_dir: Path, **env: str) -> Iterator[System]:
         system.stop()
 
 
+def redis_server_argv(port: int, workdir: Path, *extra: str, bind: str = "127.0.0.1") -> list[str]:
+    """A throw-away ``redis-server`` of a test's own: on ``port``, bound to ``bind`` (loopback),
+    keeping nothing on disk but what it writes in ``workdir``; ``extra`` options after."""
+    return ["redis-server", "--port", str(port), "--bind", bind, "--save", "",
+            "--appendonly", "no", "--dir", str(workdir), *extra]  # fmt: skip
+
+
 @contextmanager
 def redis_servers(ports: list[int], workdir: Path, *extra: str) -> Iterator[list[int]]:
     """``redis-server`` on each of ``ports`` (loopback, nothing saved), stopped after; yields
@@ -287,8 +294,7 @@ def redis_servers(ports: list[int], workdir: Path, *extra: str) -> Iterator[list
         for port in ports:
             home = workdir / str(port)
             home.mkdir(parents=True)
-            argv = ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-                    "--appendonly", "no", "--dir", str(home), *extra]  # fmt: skip
+            argv = redis_server_argv(port, home, *extra)
             with (home / "log").open("w") as log:
                 procs.append(subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT))
         for port in ports:

@@ -21,7 +21,7 @@ from typing import Any
 
 import redis
 
-from tests.procs import wait_until
+from tests.procs import redis_server_argv, wait_until
 
 REDIS_BASE_PORT = int(os.environ.get("TEST_FAILOVER_PORT", "6400"))
 SENTINEL_BASE_PORT = int(os.environ.get("TEST_SENTINEL_PORT", "26400"))
@@ -41,12 +41,11 @@ class Node:
 
 
 def _redis_argv(port: int, workdir: Path) -> list[str]:
-    return [
-        "redis-server", "--port", str(port), "--bind", HOST, "--save", "", "--appendonly", "no",
-        "--dir", str(workdir), "--logfile", str(workdir / f"redis-{port}.log"),
+    return redis_server_argv(
+        port, workdir, "--logfile", str(workdir / f"redis-{port}.log"),
         "--repl-diskless-sync", "yes", "--repl-diskless-sync-delay", "0",
-        "--repl-diskless-load", "on-empty-db",
-    ]  # fmt: skip
+        "--repl-diskless-load", "on-empty-db", bind=HOST,
+    )  # fmt: skip
 
 
 def start_redis(port: int, workdir: Path, replica_of: int | None = None) -> Node:

@@ -31,7 +31,15 @@ from core.settings import DEV_CREDENTIALS_KEY, DEV_JWT_SECRET, ConfigurationErro
 from signal_hub.settings import load_settings
 from tests.client import Api, assert_error, live, new_email
 from tests.conftest import LOG_DIR, UNIT_DB
-from tests.procs import ROOT, System, free_port, redis_url, running_system, wait_until
+from tests.procs import (
+    ROOT,
+    System,
+    free_port,
+    redis_server_argv,
+    redis_url,
+    running_system,
+    wait_until,
+)
 
 STRICT_DB = UNIT_DB + 4
 STRICT_ENV = {
@@ -159,11 +167,7 @@ def test_a_redis_outage_during_login_logs_no_password(tmp_path: Path) -> None:
     """Cut the hub's Redis, then log in: the failure is logged (with its traceback), the
     password is not, whether it was in a local variable or in the message."""
     port = free_port()
-    server = subprocess.Popen(
-        ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-         "--appendonly", "no", "--dir", str(tmp_path)],
-        stdout=subprocess.DEVNULL,
-    )  # fmt: skip
+    server = subprocess.Popen(redis_server_argv(port, tmp_path), stdout=subprocess.DEVNULL)
     url = f"redis://127.0.0.1:{port}/0"
     wait_until(lambda: sync_redis.Redis.from_url(url).ping(), what="the test's redis-server")
     password = f"pw-{uuid.uuid4().hex}"

@@ -45,7 +45,15 @@ from core.clock import now_ms, utc_day
 from signal_hub.settings import load_settings
 from tests.client import Live
 from tests.conftest import LOG_DIR
-from tests.procs import REDIS_PORT, Proc, System, children, free_port, running_system
+from tests.procs import (
+    REDIS_PORT,
+    Proc,
+    System,
+    children,
+    free_port,
+    redis_server_argv,
+    running_system,
+)
 from tests.procs import wait_until as wait
 from tests.test_claims import gate, seed_channel
 
@@ -277,9 +285,9 @@ def partition_redis(netns: Netns) -> Iterator[int]:
     port = int(os.environ.get("TEST_PARTITION_REDIS_PORT", REDIS_PORT + 1))
     log_dir = LOG_DIR / "partition"
     log_dir.mkdir(parents=True, exist_ok=True)
-    argv = ["redis-server", "--port", str(port), "--bind", f"127.0.0.1 {netns.host_ip}",
-            "--save", "", "--appendonly", "no", "--protected-mode", "no",
-            "--dir", str(log_dir)]  # fmt: skip
+    argv = redis_server_argv(
+        port, log_dir, "--protected-mode", "no", bind=f"127.0.0.1 {netns.host_ip}"
+    )
     with (log_dir / "redis.log").open("ab") as out:
         proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT)
     client = sync_redis.Redis(port=port)
